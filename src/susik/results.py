@@ -1,0 +1,69 @@
+"""Typed, frozen results of the pipeline, serialised to the public JSON in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Point = tuple[float, float]
+Kind = Literal["printed", "handwritten"]
+
+
+@dataclass(frozen=True)
+class Quad:
+    """Four corners in original-image pixels, clockwise from the formula's top-left."""
+
+    points: tuple[Point, Point, Point, Point]
+
+    def to_json(self) -> list[list[float]]:
+        return [[round(x, 2), round(y, 2)] for x, y in self.points]
+
+    @classmethod
+    def from_json(cls, raw: list[list[float]]) -> Quad:
+        if len(raw) != 4:
+            raise ValueError(f"a quad has 4 points, got {len(raw)}")
+        return cls(tuple((float(x), float(y)) for x, y in raw))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """One crop read by the recognizer."""
+
+    latex: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Region:
+    quad: Quad
+    polygon: tuple[Point, ...]
+    latex: str
+    confidence: float
+    kind: Kind
+
+    def to_json(self) -> dict:
+        return {
+            "quad": self.quad.to_json(),
+            "polygon": [[round(x, 2), round(y, 2)] for x, y in self.polygon],
+            "latex": self.latex,
+            "confidence": round(self.confidence, 4),
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    width: int
+    height: int
+    orientation: int  # degrees clockwise the photo was turned from upright: 0, 90, 180, 270
+    regions: tuple[Region, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "orientation": self.orientation,
+            "regions": [region.to_json() for region in self.regions],
+            "timings_ms": {name: round(ms, 2) for name, ms in self.timings_ms.items()},
+        }
