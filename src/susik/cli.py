@@ -12,3 +12,6 @@ app = typer.Typer(
 )
 
 # --- command registrations (one import + one line each) ---
+from susik.data.commands import data_app  # noqa: E402
+
+app.add_typer(data_app, name="data")

@@ -1,0 +1,1 @@
+"""Data engine: corpus, rendering, photo degradations, page composition, datasets."""

@@ -1,0 +1,233 @@
+"""`susik data …`: coverage against the spec, dataset versions and diffs, importers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from susik.data.importers import ORIGINS, Origin, SourceError, read_crop_manifest, read_folder, run_import
+from susik.data.manifest import ManifestError, ManifestReader, PathStyle, find_manifest
+from susik.data.version import dataset_version, diff
+from susik.spec.coverage import CoverageReport, Spread, coverage
+from susik.spec.dataset import CONDITIONS, SpecError, load_spec
+
+data_app = typer.Typer(help="Dataset coverage, versions, diffs and imports.", no_args_is_help=True)
+
+_out = Console()
+_err = Console(stderr=True)
+_EXPECTED = (ManifestError, SpecError, SourceError, OSError, ValueError)
+T = TypeVar("T")
+
+
+class Source(str, Enum):
+    crohme = "crohme"
+    hme100k = "hme100k"
+    im2latex = "im2latex"
+    folder = "folder"
+
+
+class KindChoice(str, Enum):
+    printed = "printed"
+    handwritten = "handwritten"
+
+
+class Paths(str, Enum):
+    auto = "auto"
+    relative = "relative"
+    absolute = "absolute"
+
+
+def _say(text: str, *, err: bool = False) -> None:
+    """A plain line: no markup, no highlighting, never wrapped (paths and LaTeX stay greppable)."""
+    (_err if err else _out).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except _EXPECTED as exc:
+        _say(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _progress(description: str, total: int | None) -> Iterator[Callable[[], None]]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    # off when stderr is not a terminal: rich would still write a stray blank line into logs
+    with Progress(*columns, console=_err, transient=True, disable=not _err.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda: progress.advance(task)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+@data_app.command()
+def stats(
+    manifest: Annotated[Path, typer.Argument(help="a manifest .jsonl, or a dataset folder holding one")],
+    spec: Annotated[Path, typer.Option(help="dataset spec YAML")] = Path("specs/dataset.yaml"),
+    total: Annotated[int | None, typer.Option(min=1, help="scale requirements to this set size "
+                                              "(default: the spec's total)")] = None,
+) -> None:
+    """Required vs present per kind × condition cell, the cells that fall short, and label summaries."""
+    with _one_line_errors():
+        dataset_spec = load_spec(spec)
+        path = find_manifest(manifest)
+        reader = ManifestReader(path)
+        with _progress("reading", _count_lines(path)) as advance:
+            report = coverage(_ticking(reader, advance), dataset_spec, total=total)
+        _print_coverage(report, path)
+
+
+@data_app.command()
+def version(
+    dataset: Annotated[Path, typer.Argument(help="a dataset folder (its manifest.jsonl) or a manifest file")],
+    cache: Annotated[bool, typer.Option(help="reuse image hashes kept in DATASET/.susik-hashes.json")] = True,
+) -> None:
+    """Content hash of a dataset: its manifest records and the bytes of every image they reference."""
+    with _one_line_errors():
+        path = find_manifest(dataset)
+        with _progress("hashing", _count_lines(path)) as advance:
+            found = dataset_version(path, use_cache=cache, on_item=advance)
+        _say(found.digest)
+        _say(f"{found.manifest}: {found.n_samples} samples, {found.n_images} images, "
+             f"{found.n_bytes / 1e6:.1f} MB")
+
+
+@data_app.command("diff")
+def diff_command(
+    a: Annotated[Path, typer.Argument(help="the old dataset (folder or manifest)")],
+    b: Annotated[Path, typer.Argument(help="the new dataset (folder or manifest)")],
+    limit: Annotated[int, typer.Option(min=0, help="list at most this many samples per section")] = 20,
+) -> None:
+    """Samples added, removed, moved, or changed (image bytes or label) from A to B."""
+    with _one_line_errors():
+        with _progress("comparing", None):
+            found = diff(a, b)
+        _say(f"added {len(found.added)}, removed {len(found.removed)}, changed {len(found.changed)}, "
+             f"moved {len(found.moved)}")
+        sections = [
+            ("added", list(found.added)),
+            ("removed", list(found.removed)),
+            ("changed", [f"{c.image}: " + ", ".join(["image bytes"] * c.image_changed + list(c.fields))
+                         for c in found.changed]),
+            ("moved", [f"{old} -> {new}" for old, new in found.moved]),
+        ]
+        for title, lines in sections:
+            for line in lines[:limit]:
+                _say(f"  {title}: {line}")
+            if len(lines) > limit:
+                _say(f"  … {len(lines) - limit} more {title}")
+
+
+@data_app.command("import")
+def import_command(
+    source: Annotated[Source, typer.Argument(help="crohme / hme100k / im2latex: SRC is that set's .jsonl; "
+                                             "folder: SRC is a folder of x.png + x.txt, or a .csv/.tsv")],
+    src: Annotated[Path, typer.Argument(help="source manifest, folder or table")],
+    out: Annotated[Path, typer.Option(help="crop manifest to write")],
+    copy: Annotated[bool, typer.Option(help="copy images into OUT's folder (default: refer)")] = False,
+    paths: Annotated[Paths, typer.Option(help="image paths: auto = relative inside OUT's folder, else "
+                                         "absolute")] = Paths.auto,
+    source_name: Annotated[str | None, typer.Option("--source", help="source field (folder: needed)")] = None,
+    license: Annotated[str | None, typer.Option(help="licence field, overriding the source's "
+                                                "(required for folder)")] = None,
+    kind: Annotated[KindChoice | None, typer.Option(help="kind field, overriding the source's")] = None,
+) -> None:
+    """Import crops into a susik crop manifest with source and licence on every sample."""
+    with _one_line_errors():
+        if source is Source.folder:
+            if not (source_name and license):
+                raise ValueError("importing a folder needs --source and --license")
+            origin, pairs = Origin("folder"), list(read_folder(src))
+        else:
+            origin, pairs = ORIGINS[source.value], list(read_crop_manifest(src))
+        kind_name = kind.value if kind else None
+        override = Origin(origin.name, source_name, license, kind_name)  # type: ignore[arg-type]
+        path_style: PathStyle = paths.value  # type: ignore[assignment]
+        with _progress("importing", len(pairs)) as advance:
+            report = run_import(pairs, out, origin, override=override, copy=copy, paths=path_style,
+                                on_item=advance)
+        _say(f"wrote {report.written} samples to {out}; skipped {len(report.skipped)}")
+        for line in report.skipped[:20]:
+            _say(f"  skipped {line}", err=True)
+        if len(report.skipped) > 20:
+            _say(f"  … {len(report.skipped) - 20} more skipped", err=True)
+
+
+def _ticking(items: Iterable[T], advance: Callable[[], None]) -> Iterator[T]:
+    for item in items:
+        yield item
+        advance()
+
+
+def _print_coverage(report: CoverageReport, path: Path) -> None:
+    _say(f"{path}: {report.n} {report.level}s; requirements for a set of {report.total}")
+    grid = Table(title="present / required (kind × condition)", title_justify="left")
+    grid.add_column("condition")
+    for kind in report.kinds:
+        grid.add_column(kind, justify="right")
+    by_cell = {(cell.kind, cell.condition): cell for cell in report.cells}
+    for condition in CONDITIONS:
+        if not any(by_cell[(kind, condition)].required or by_cell[(kind, condition)].present
+                   for kind in report.kinds):
+            continue  # a condition this level never uses (e.g. page rotations for crops)
+        row = []
+        for kind in report.kinds:
+            cell = by_cell[(kind, condition)]
+            text = f"{cell.present}/{cell.required}"
+            row.append(f"[red]{text}[/]" if cell.shortfall else text)
+        grid.add_row(condition, *row)
+    _out.print(grid)
+    _say("kinds: " + ", ".join(f"{k} {v}" for k, v in report.per_kind.items()))
+
+    missing = report.missing
+    if missing:
+        short = Table(title=f"missing: {len(missing)} cells below requirement "
+                            f"({sum(c.shortfall for c in missing)} samples short)", title_justify="left")
+        for name in ("kind", "condition", "required", "present", "shortfall"):
+            short.add_column(name, justify="left" if name in ("kind", "condition") else "right")
+        for cell in missing:
+            numbers = (cell.required, cell.present, cell.shortfall)
+            short.add_row(cell.kind, cell.condition, *map(str, numbers))
+        _out.print(short)
+    else:
+        _say("missing: none, every cell meets its requirement")
+
+    for reason, count in report.uncounted.items():
+        _say(f"not in any cell: {count} ({reason})")
+    for model, count in sorted(report.answer_gaps.items()):
+        _say(f"answers: {count} {report.level}s lack what {model} needs")
+
+    summary = Table(title="labels", title_justify="left")
+    for name in ("", "n", "min", "median", "p95", "max", "mean"):
+        summary.add_column(name, justify="left" if not name else "right")
+    spreads = {"tokens per formula": report.tokens, "formulas per page": report.formulas_per_page}
+    for name, spread in spreads.items():
+        if spread is not None:
+            summary.add_row(name, *_spread_cells(spread))
+    _out.print(summary)
+    n_formulas = report.tokens.n if report.tokens else 0
+    if n_formulas:
+        parts = [f"{name} {count / n_formulas:.0%}" for name, count in sorted(report.structures.items())]
+        _say("structures: " + (", ".join(parts) or "none"))
+    if report.orientations:
+        _say("orientations: " + ", ".join(f"{k}°: {v}" for k, v in report.orientations.items()))
+    _say("sources: " + ", ".join(f"{k} {v}" for k, v in report.sources.items()))
+    _say("licenses: " + "; ".join(f"{k} ({v})" for k, v in report.licenses.items()))
+
+
+def _spread_cells(spread: Spread) -> list[str]:
+    return [str(spread.n), f"{spread.min:g}", f"{spread.median:g}", f"{spread.p95:.1f}", f"{spread.max:g}",
+            f"{spread.mean:.1f}"]

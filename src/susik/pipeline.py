@@ -1,0 +1,129 @@
+"""Pipeline = detect -> rectify -> orient -> recognize, composed from injected stages."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from susik.results import Kind, Page, Quad, Recognition, Region
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One formula found on a page, in the page's pixel coordinates."""
+
+    quad: Quad
+    polygon: tuple[tuple[float, float], ...]
+    kind: Kind
+    score: float
+
+
+@dataclass(frozen=True)
+class PageDetections:
+    orientation: int  # clockwise degrees the page was turned from upright: 0, 90, 180, 270
+    detections: tuple[Detection, ...]
+
+
+class Detector(Protocol):
+    def __call__(self, images: list[np.ndarray]) -> list[PageDetections]: ...
+
+
+class Recognizer(Protocol):
+    def __call__(self, crops: list[np.ndarray]) -> list[Recognition]: ...
+
+
+class Orienter(Protocol):
+    """Turns each crop upright (0/90/180/270 and small skew)."""
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class WholeImageDetector:
+    """The detector for input that is already one formula crop: the whole image is the region."""
+
+    def __init__(self, kind: Kind = "printed") -> None:
+        self.kind = kind
+
+    def __call__(self, images: list[np.ndarray]) -> list[PageDetections]:
+        pages = []
+        for image in images:
+            height, width = image.shape[:2]
+            corners = ((0.0, 0.0), (float(width), 0.0), (float(width), float(height)), (0.0, float(height)))
+            detection = Detection(Quad(corners), corners, self.kind, 1.0)
+            pages.append(PageDetections(0, (detection,)))
+        return pages
+
+
+def _edge(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.hypot(*(a - b)))
+
+
+def rectify(image: np.ndarray, quad: Quad, target_height: int = 64) -> np.ndarray:
+    """Perspective-warp a quad (clockwise from the formula's top-left) to an upright crop.
+
+    The crop keeps the quad's aspect ratio and is never upscaled beyond `target_height * 2`: the recognizer
+    resizes it anyway, and a bounded size keeps warping cheap on 12-MP photos.
+    """
+    points = np.asarray(quad.points, dtype=np.float32)
+    width = max(_edge(points[0], points[1]), _edge(points[3], points[2]))
+    height = max(_edge(points[0], points[3]), _edge(points[1], points[2]))
+    scale = min(1.0, (target_height * 2) / max(height, 1.0))
+    out_w, out_h = max(2, round(width * scale)), max(2, round(height * scale))
+    target = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], dtype=np.float32)
+    matrix = cv2.getPerspectiveTransform(points, target)
+    return cv2.warpPerspective(image, matrix, (out_w, out_h), flags=cv2.INTER_AREA,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+class Pipeline:
+    """Reads photos: each stage is called once per batch; crops of all pages go to the recognizer together."""
+
+    def __init__(self, detector: Detector, recognizer: Recognizer, orienter: Orienter | None = None) -> None:
+        self.detector = detector
+        self.recognizer = recognizer
+        self.orienter = orienter
+
+    @classmethod
+    def for_crops(cls, recognizer: Recognizer) -> Pipeline:
+        """A pipeline for images that are each one formula crop."""
+        return cls(WholeImageDetector(), recognizer)
+
+    def __call__(self, images: list[np.ndarray]) -> list[Page]:
+        if not images:
+            return []
+        clock = _Clock()
+        found = clock.time("detect", lambda: self.detector(images))
+        crops = clock.time("rectify", lambda: [
+            rectify(image, detection.quad) for image, page in zip(images, found) for detection in page.detections
+        ])
+        if self.orienter is not None:
+            crops = clock.time("orient", lambda: self.orienter(crops))
+        readings = iter(clock.time("recognize", lambda: self.recognizer(crops)) if crops else [])
+        pages = []
+        for image, page in zip(images, found):
+            regions = tuple(
+                Region(d.quad, d.polygon, (reading := next(readings)).latex, reading.confidence, d.kind)
+                for d in page.detections
+            )
+            height, width = image.shape[:2]
+            pages.append(Page(width, height, page.orientation, regions, clock.per_image(len(images))))
+        return pages
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    def time(self, stage, work):
+        start = time.perf_counter()
+        result = work()
+        self.ms[stage] = (time.perf_counter() - start) * 1000
+        return result
+
+    def per_image(self, count: int) -> dict[str, float]:
+        stages = {stage: ms / count for stage, ms in self.ms.items()}
+        return {**stages, "total": sum(stages.values())}

@@ -1,0 +1,58 @@
+import numpy as np
+
+from susik.pipeline import Detection, PageDetections, Pipeline, WholeImageDetector, rectify
+from susik.results import Quad, Recognition
+
+
+class TwoBoxDetector:
+    """Finds two fixed boxes on every page."""
+
+    def __call__(self, images):
+        boxes = [((10, 10), (60, 10), (60, 30), (10, 30)), ((10, 50), (90, 50), (90, 70), (10, 70))]
+        return [PageDetections(0, tuple(Detection(Quad(b), b, "printed", 0.9) for b in boxes)) for _ in images]
+
+
+class WidthRecognizer:
+    """Reads a crop as its width, so the test can tell which crop went where."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __call__(self, crops):
+        self.batches.append(len(crops))
+        return [Recognition(str(crop.shape[1]), 0.5) for crop in crops]
+
+
+def test_pipeline_batches_all_crops_into_one_recognizer_call_and_keeps_order():
+    recognizer = WidthRecognizer()
+    pages = Pipeline(TwoBoxDetector(), recognizer)([np.zeros((100, 100, 3), np.uint8)] * 3)
+    assert recognizer.batches == [6]
+    assert [[r.latex for r in page.regions] for page in pages] == [["50", "80"]] * 3
+    assert set(pages[0].timings_ms) >= {"detect", "rectify", "recognize", "total"}
+    assert pages[0].to_json()["regions"][0]["quad"] == [[10, 10], [60, 10], [60, 30], [10, 30]]
+
+
+def test_empty_input_and_pages_without_formulas():
+    class NoneFound:
+        def __call__(self, images):
+            return [PageDetections(0, ()) for _ in images]
+
+    recognizer = WidthRecognizer()
+    assert Pipeline(NoneFound(), recognizer)([]) == []
+    pages = Pipeline(NoneFound(), recognizer)([np.zeros((20, 20), np.uint8)])
+    assert pages[0].regions == () and recognizer.batches == []
+
+
+def test_crop_pipeline_reads_the_whole_image():
+    pages = Pipeline.for_crops(WidthRecognizer())([np.zeros((30, 70), np.uint8)])
+    assert pages[0].regions[0].latex == "70"
+    assert WholeImageDetector()([np.zeros((5, 8), np.uint8)])[0].detections[0].quad.points[2] == (8.0, 5.0)
+
+
+def test_rectify_undoes_a_rotated_quad():
+    image = np.full((200, 200), 255, np.uint8)
+    image[90:110, 50:150] = 0  # a dark bar, 100 x 20
+    quad = Quad(((150, 110), (50, 110), (50, 90), (150, 90)))  # the bar seen upside down
+    crop = rectify(image, quad)
+    assert crop.shape == (20, 100)
+    assert crop.mean() < 30
