@@ -1,0 +1,21 @@
+"""The feedback store: SQLAlchemy tables, Alembic migrations, content-addressed images."""
+
+from susik.serve.store.repository import (
+    CorrectedRegion,
+    FeedbackFacts,
+    FeedbackStore,
+    RegionOutOfRange,
+    RequestFacts,
+    UnknownRequest,
+    is_correction,
+)
+
+__all__ = [
+    "CorrectedRegion",
+    "FeedbackFacts",
+    "FeedbackStore",
+    "RegionOutOfRange",
+    "RequestFacts",
+    "UnknownRequest",
+    "is_correction",
+]

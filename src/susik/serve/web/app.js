@@ -1,0 +1,175 @@
+"use strict";
+// The page: photo -> /v1/recognize -> outlined regions + KaTeX + editable LaTeX -> /v1/feedback.
+
+const SVG = "http://www.w3.org/2000/svg";
+const MAX_SIDE = 2048; // px; a 12 MP phone photo is shrunk before upload: formulas stay legible, bytes drop ~5x
+const view = {
+  photo: document.getElementById("photo"),
+  status: document.getElementById("status"),
+  result: document.getElementById("result"),
+  preview: document.getElementById("preview"),
+  overlay: document.getElementById("overlay"),
+  formulas: document.getElementById("formulas"),
+  template: document.getElementById("formula-template"),
+};
+let current = null; // {requestId, displayMs}
+
+function say(text, isError = false) {
+  view.status.textContent = text;
+  view.status.classList.toggle("error", isError);
+}
+
+function renderMath(latex, target) {
+  if (window.katex) {
+    window.katex.render(latex, target, { displayMode: true, throwOnError: false, strict: "ignore" });
+  } else {
+    target.textContent = latex; // KaTeX assets missing: show the source rather than nothing
+  }
+}
+
+function mode() {
+  return document.querySelector("input[name=mode]:checked").value;
+}
+
+function loaded(img) {
+  return img.complete && img.naturalWidth ? Promise.resolve() : new Promise((resolve) => {
+    img.onload = resolve;
+    img.onerror = resolve;
+  });
+}
+
+function painted() {
+  return new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+}
+
+// Upright (EXIF applied) and at most MAX_SIDE px; the original when it is small or cannot be decoded here.
+async function shrink(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch {
+    return file; // let the server judge (and explain) what the browser cannot decode
+  }
+  const scale = MAX_SIDE / Math.max(bitmap.width, bitmap.height);
+  if (scale >= 1) {
+    bitmap.close();
+    return file;
+  }
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.round(bitmap.width * scale);
+  canvas.height = Math.round(bitmap.height * scale);
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+  return blob || file;
+}
+
+async function recognize(file) {
+  const captured = performance.now();
+  say("Reading the formulas…");
+  const image = await shrink(file);
+  const form = new FormData();
+  form.append("file", image, image === file ? file.name : "photo.jpg");
+  form.append("mode", mode());
+  let response;
+  try {
+    response = await fetch("/v1/recognize", { method: "POST", body: form });
+  } catch (error) {
+    say(`Network error: ${error.message}`, true);
+    return;
+  }
+  const body = await response.json().catch(() => ({ error: "bad_response", detail: response.statusText }));
+  if (!response.ok) {
+    say(`Could not read this photo: ${body.detail || body.error} (${response.status})`, true);
+    return;
+  }
+  if (view.preview.src) URL.revokeObjectURL(view.preview.src);
+  view.preview.src = URL.createObjectURL(image); // what the server saw, so the outlines fit exactly
+  await loaded(view.preview);
+  show(body);
+  await painted();
+  current = { requestId: body.request_id, displayMs: Math.round(performance.now() - captured) };
+  document.body.dataset.displayMs = current.displayMs;
+  const count = body.regions.length;
+  say(`${count} formula${count === 1 ? "" : "s"} · ${current.displayMs} ms from photo to screen`);
+}
+
+function outline(region, index) {
+  const polygon = document.createElementNS(SVG, "polygon");
+  polygon.setAttribute("points", region.quad.map(([x, y]) => `${x},${y}`).join(" "));
+  polygon.setAttribute("class", `region ${region.kind}`);
+  polygon.dataset.index = index;
+  const label = document.createElementNS(SVG, "text");
+  const [x, y] = region.quad[0];
+  label.setAttribute("x", x);
+  label.setAttribute("y", y);
+  label.setAttribute("class", "region-label");
+  label.textContent = String(index + 1);
+  view.overlay.append(polygon, label);
+  return polygon;
+}
+
+function show(page) {
+  view.overlay.setAttribute("viewBox", `0 0 ${page.width} ${page.height}`);
+  view.overlay.style.setProperty("--stroke", `${Math.max(page.width, page.height) / 250}px`);
+  view.overlay.replaceChildren();
+  view.formulas.replaceChildren();
+  page.regions.forEach((region, index) => {
+    const polygon = outline(region, index);
+    const item = view.template.content.firstElementChild.cloneNode(true);
+    item.dataset.index = index;
+    const rendered = item.querySelector(".rendered");
+    const source = item.querySelector(".source");
+    source.value = region.latex;
+    renderMath(region.latex, rendered);
+    source.addEventListener("input", () => renderMath(source.value, rendered));
+    item.querySelector(".correct").addEventListener("click", () => sendFeedback(item, region.latex));
+    item.querySelector(".copy").addEventListener("click", () => copy(source, item));
+    const highlight = (on) => polygon.classList.toggle("active", on);
+    item.addEventListener("mouseenter", () => highlight(true));
+    item.addEventListener("mouseleave", () => highlight(false));
+    item.addEventListener("focusin", () => highlight(true));
+    item.addEventListener("focusout", () => highlight(false));
+    view.formulas.append(item);
+  });
+  view.result.hidden = false;
+}
+
+async function sendFeedback(item, predicted) {
+  const latex = item.querySelector(".source").value;
+  const comment = item.querySelector(".comment").value.trim();
+  const note = item.querySelector(".note");
+  const feedback = { request_id: current.requestId, region: Number(item.dataset.index), display_ms: current.displayMs };
+  if (latex === predicted) feedback.accepted = true;
+  else feedback.latex = latex;
+  if (comment) feedback.comment = comment;
+  note.textContent = "sending…";
+  try {
+    const response = await fetch("/v1/feedback", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(feedback),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.detail || body.error);
+    note.textContent = body.corrected ? "correction saved — thank you" : "marked as right — thank you";
+    item.classList.add("sent");
+  } catch (error) {
+    note.textContent = `not saved: ${error.message}`;
+  }
+}
+
+async function copy(source, item) {
+  const note = item.querySelector(".note");
+  try {
+    await navigator.clipboard.writeText(source.value);
+  } catch {
+    source.select(); // no clipboard API outside secure contexts (e.g. http on a LAN address)
+    document.execCommand("copy");
+  }
+  note.textContent = "copied";
+}
+
+view.photo.addEventListener("change", () => {
+  const file = view.photo.files[0];
+  if (file) recognize(file);
+  view.photo.value = ""; // the same photo can be chosen again
+});
