@@ -1,0 +1,181 @@
+"""Recognizer quality on the shared validation sets: ExpRate, <=1 / <=2 token errors, CER, BLEU, plus timing
+and peak memory. Prints figures; it is not a test.
+
+    .venv/bin/python benchmarks/bench_recognizer_quality.py                       # bundled ONNX model
+    .venv/bin/python benchmarks/bench_recognizer_quality.py --model runs/rec/export
+    .venv/bin/python benchmarks/bench_recognizer_quality.py --predictions crohme2013=preds.jsonl
+
+Sets (each skipped with a note when its manifest is missing):
+  crohme2013     CROHME 2013 test set, our validation set; canvases cropped to the ink as in training
+  im2latex_val   real im2latex-100k crops (printed, arXiv)
+  hme100k_train  real phone photos; a *training* set when the model trained on it, so read it as a fit check
+  synthetic_val  the frozen, augmented held-out set of scripts/prepare_recognizer_data.py
+
+`--predictions SET=FILE` scores a JSON-lines file of `{"image", "latex"}` (image as in the set's manifest)
+instead of running a model, e.g. the predictions.jsonl of `susik eval recognize`.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from susik.data.crops import CropDataset, CropReadError, restore_crohme
+from susik.eval.metrics import RecognitionMetrics, SampleScore, aggregate, score_sample
+from susik.latex import normalize_latex
+
+console = Console(width=130)  # a full table in logs and pipes, not 80 columns
+Prepare = Callable[[np.ndarray], np.ndarray]
+
+
+def _sets(data: Path, synthetic_val: Path) -> dict[str, tuple[Path, Prepare | None]]:
+    return {
+        "crohme2013": (data / "crohme" / "val2013.jsonl", restore_crohme),
+        "im2latex_val": (data / "im2latex" / "val.jsonl", None),
+        "hme100k_train": (data / "hme100k" / "train.jsonl", None),
+        "synthetic_val": (synthetic_val, None),
+    }
+
+
+def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None) -> tuple[list, list, list, int]:
+    """Images (None where unreadable), references and manifest image paths of the first `limit` samples."""
+    images, references, names, unreadable = [], [], [], 0
+    for index in range(min(len(dataset), limit or len(dataset))):
+        try:
+            record = dataset.record(index)
+        except CropReadError:
+            unreadable += 1
+            continue
+        try:
+            image, _ = dataset[index]
+            images.append(prepare(image) if prepare else image)
+        except CropReadError:
+            images.append(None)
+            unreadable += 1
+        references.append(record.latex)
+        names.append(record.image)
+    return images, references, names, unreadable
+
+
+def _predict(recognizer, images: list, batch: int) -> tuple[list[str], float]:  # noqa: ANN001
+    """Predicted LaTeX per image ('' where unreadable) and the seconds spent in the recognizer."""
+    predictions = [""] * len(images)
+    readable = [i for i, image in enumerate(images) if image is not None]
+    seconds = 0.0
+    for start in range(0, len(readable), batch):
+        chunk = readable[start : start + batch]
+        began = time.perf_counter()
+        results = recognizer([images[i] for i in chunk])
+        seconds += time.perf_counter() - began
+        for i, result in zip(chunk, results, strict=True):
+            predictions[i] = result.latex
+    return predictions, seconds
+
+
+def _read_predictions(path: Path) -> dict[str, str]:
+    table: dict[str, str] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                record = json.loads(line)
+                table[record["image"]] = record.get("latex") or ""
+    return table
+
+
+def _most_frequent_baseline(references: list[str]) -> float:
+    """ExpRate of always answering the most frequent (normalised) reference: what imbalance alone earns."""
+    counts = Counter(normalize_latex(reference) for reference in references)
+    return counts.most_common(1)[0][1] / len(references)
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def main(
+    model: str = typer.Option("recognizer", help="bundled model name, model folder or record.json"),
+    predictions: list[str] = typer.Option([], help="SET=FILE: score this predictions file instead of a model"),
+    sets: str = typer.Option("crohme2013,im2latex_val,hme100k_train,synthetic_val", help="comma-separated"),
+    data: Path = typer.Option(Path("/work/shared/data"), help="the shared real data"),
+    synthetic_val: Path = typer.Option(Path("work/recdata/synthetic_val/manifest.jsonl")),
+    limit: int | None = typer.Option(None, min=1, help="first N samples of each set"),
+    threads: int = typer.Option(2, min=1, help="ONNX Runtime intra-op threads"),
+    batch: int = typer.Option(16, min=1),
+    out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    available = _sets(data, synthetic_val)
+    chosen = [name.strip() for name in sets.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in available]
+    if unknown:
+        console.print(f"error: unknown set(s) {unknown}; choose from {sorted(available)}")
+        raise typer.Exit(2)
+    given: dict[str, Path] = {}
+    for item in predictions:
+        name, _, path = item.partition("=")
+        if name not in available or not path:
+            console.print(f"error: --predictions wants SET=FILE with SET in {sorted(available)}, got {item!r}")
+            raise typer.Exit(2)
+        given[name] = Path(path)
+
+    recognizer = None
+    load_seconds = 0.0
+    if any(name not in given for name in chosen):
+        from susik.models.registry import ModelNotFoundError  # noqa: PLC0415 (only when a model is needed)
+        from susik.runtime.recognizer import OnnxRecognizer  # noqa: PLC0415
+
+        began = time.perf_counter()
+        try:
+            recognizer = OnnxRecognizer.load(model, threads=threads)
+        except ModelNotFoundError as exc:
+            console.print(f"error: {exc}")
+            raise typer.Exit(1) from None
+        load_seconds = time.perf_counter() - began
+
+    table = Table(title=f"recognizer quality ({'predictions' if recognizer is None else model})")
+    for column in ("set", "n", "ExpRate", "<=1", "<=2", "CER", "BLEU", "norm ED", "base", "unread", "ms/crop"):
+        table.add_column(column, justify="left" if column == "set" else "right")
+    report: dict = {"model": model if recognizer else None, "load_seconds": round(load_seconds, 2), "sets": {}}
+    for name in chosen:
+        manifest, prepare = available[name]
+        if not manifest.is_file():
+            console.print(f"[yellow]skipped {name}: {manifest} not found[/]")
+            continue
+        images, references, names, unreadable = _load(CropDataset(manifest), limit, prepare)
+        seconds = None
+        if name in given:
+            table_of = _read_predictions(given[name])
+            outputs = [table_of.get(image, "") for image in names]
+            unreadable += sum(image not in table_of for image in names)
+        else:
+            outputs, seconds = _predict(recognizer, images, batch)
+        scores: list[SampleScore] = [score_sample(p, r) for p, r in zip(outputs, references, strict=True)]
+        metrics: RecognitionMetrics = aggregate(scores)
+        baseline = _most_frequent_baseline(references)
+        decoded = sum(image is not None for image in images)
+        ms = 1000 * seconds / decoded if seconds is not None and decoded else None
+        table.add_row(name, str(metrics.n), f"{metrics.exp_rate:.1%}", f"{metrics.le1:.1%}", f"{metrics.le2:.1%}",
+                      f"{metrics.cer:.3f}", f"{metrics.bleu:.3f}", f"{metrics.norm_edit_distance:.3f}",
+                      f"{baseline:.1%}", str(unreadable), "-" if ms is None else f"{ms:.1f}")
+        report["sets"][name] = {**asdict(metrics), "most_frequent_baseline": baseline, "unreadable": unreadable,
+                                "ms_per_crop": ms, "manifest": str(manifest)}
+    report["peak_rss_mib"] = round(_peak_rss_mib(), 1)
+    console.print(table)
+    console.print("base = ExpRate of always answering the most frequent formula; ms/crop = recognizer wall "
+                  f"time / decoded crops (batch {batch}, {threads} threads); model load {load_seconds:.1f} s; "
+                  f"peak RSS {report['peak_rss_mib']:.0f} MiB")
+    if out:
+        out.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    typer.run(main)

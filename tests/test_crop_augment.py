@@ -1,0 +1,133 @@
+"""Photo augmentation of formula crops: each step's effect, the chain's determinism and legibility."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from susik.data import crop_augment as ca
+from susik.runtime.preprocess import check_crop, ink_levels
+
+
+def _crop(text: str = "x+2=5", height: int = 48) -> np.ndarray:
+    image = np.full((height, 8 + 22 * len(text)), 255, np.uint8)
+    cv2.putText(image, text, (4, height - 12), cv2.FONT_HERSHEY_SIMPLEX, height / 40, 0, 2, cv2.LINE_AA)
+    return image
+
+
+def test_ink_alpha_maps_paper_to_0_and_darkest_ink_to_1():
+    image = np.array([[255, 128, 40]], np.uint8)
+    assert ca.ink_alpha(image)[0].tolist() == pytest.approx([0.0, 127 / 215, 1.0])
+    assert not ca.ink_alpha(np.full((4, 4), 255, np.uint8)).any()
+
+
+def test_stroke_width_thickens_and_thins_without_erasing_hairlines():
+    alpha = np.zeros((20, 40), np.float32)
+    alpha[10, 5:35] = 1.0  # a one-pixel fraction bar
+    assert ca.stroke_width(alpha, 1).sum() > 2 * alpha.sum()
+    thinned = ca.stroke_width(alpha, -1)
+    assert thinned.sum() < alpha.sum() and thinned[10, 5:35].min() > 0.5
+
+
+def test_compose_lays_ink_of_the_given_level_on_the_sheet():
+    sheet = np.full((2, 2), 230.0, np.float32)
+    alpha = np.array([[0.0, 1.0], [0.5, 0.0]], np.float32)
+    assert ca.compose(alpha, sheet, ink_level=30.0).tolist() == [[230.0, 30.0], [130.0, 230.0]]
+
+
+def test_ruled_paper_has_darker_lines_every_pitch():
+    sheet = ca.paper_sheet(120, 200, np.random.default_rng(3), ruled=True, pitch=20)
+    rows = sheet.mean(axis=1)
+    dark_rows = np.flatnonzero(rows < np.median(rows) - 8)
+    assert len(dark_rows) >= 5
+    assert set(np.diff(dark_rows)) <= {1, 19, 20, 21}  # anti-aliased lines may cover two rows
+
+
+def test_light_steps_only_darken_and_leave_no_change_at_zero_strength():
+    image = np.full((30, 90), 200.0, np.float32)
+    rng = np.random.default_rng(0)
+    assert np.array_equal(ca.lighting_gradient(image, angle=0.0, strength=0.0), image)
+    ramp = ca.lighting_gradient(image, angle=0.0, strength=0.3)  # darker towards the right
+    assert ramp[:, 0].mean() == pytest.approx(200.0, abs=1)
+    assert ramp[:, -1].mean() == pytest.approx(140.0, abs=1)
+    for darkened in (ca.shadow(image, rng, darkness=0.5), ca.highlighter(image, rng, darkness=0.3)):
+        assert darkened.max() <= 200.0 + 1e-3 and darkened.min() < 190.0
+
+
+def test_blur_resolution_and_noise_change_detail_as_expected():
+    image = _crop().astype(np.float32)
+    sharpness = np.abs(np.diff(image, axis=1)).mean()
+    assert np.abs(np.diff(ca.gaussian_blur(image, 1.2), axis=1)).mean() < sharpness
+    assert np.abs(np.diff(ca.motion_blur(image, 7, 0.0), axis=1)).mean() < sharpness
+    assert np.abs(np.diff(ca.resolution(image, 0.3), axis=1)).mean() < sharpness
+    assert np.allclose(ca.resolution(image, 1.0), image)
+    noisy = ca.sensor_noise(image, np.random.default_rng(0), sigma=5.0)
+    assert 2.0 < (noisy - image).std() < 6.0
+
+
+def test_jpeg_round_trip_keeps_shape_and_roughly_the_content():
+    image = _crop()
+    out = ca.jpeg(image, quality=30)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - image).mean() < 10
+
+
+def test_chain_is_deterministic_for_a_seed_and_varies_across_seeds():
+    crop = _crop()
+    first = ca.augment_crop(crop, np.random.default_rng(7))
+    again = ca.augment_crop(crop, np.random.default_rng(7))
+    other = ca.augment_crop(crop, np.random.default_rng(8))
+    assert np.array_equal(first.image, again.image) and first.conditions == again.conditions
+    assert first.image.shape != other.image.shape or not np.array_equal(first.image, other.image)
+
+
+@pytest.mark.parametrize("preset", sorted(ca.PRESETS))
+def test_presets_keep_the_ink_legible(preset):
+    """Whatever the draw, the ink stays clearly darker than its paper and the recognizer's own blank check
+    passes: augmentation never turns a sample into one whose label is unreadable."""
+    rng = np.random.default_rng(1)
+    crop = _crop()
+    for _ in range(60):
+        out = ca.augment_crop(crop, rng, ca.PRESETS[preset]).image
+        assert out.dtype == np.uint8 and out.ndim == 2 and min(out.shape) >= min(crop.shape)
+        check_crop(out)
+        _, paper, ink = ink_levels(out)
+        assert paper - ink > 20
+
+
+def test_conditions_name_what_was_applied():
+    everything = ca.AugmentConfig(untouched=0, skew=1, max_degrees=5, perspective=1, highlighter=1, shadow=1,
+                                  blur=1, low_light=1, jpeg=1, jpeg_quality=(20, 30))
+    rng = np.random.default_rng(2)
+    seen: set[str] = set()
+    for _ in range(10):
+        conditions = ca.augment_crop(_crop(), rng, everything).conditions
+        assert {"perspective", "highlighter", "shadow", "blur", "low_light", "jpeg"} <= set(conditions)
+        seen.update(conditions)
+    assert "skew" in seen  # |angle| >= 1 degree on most draws
+
+
+def test_nothing_enabled_means_unchanged_and_clean():
+    nothing = ca.AugmentConfig(untouched=0, compose_on_paper=0, stroke=0, padding=(0, 0), skew=0,
+                               perspective=0, highlighter=0, lighting=0, shadow=0, blur=0, resolution=0,
+                               noise=0, low_light=0, jpeg=0)
+    crop = _crop()
+    out = ca.augment_crop(crop, np.random.default_rng(0), nothing)
+    assert np.array_equal(out.image, crop) and out.conditions == ("clean",)
+    kept = ca.augment_crop(crop, np.random.default_rng(0), ca.AugmentConfig(untouched=1))
+    assert np.array_equal(kept.image, crop) and kept.image is not crop
+
+
+def test_rejects_what_is_not_a_grey_crop():
+    with pytest.raises(ValueError):
+        ca.augment_crop(np.zeros((10, 10, 3), np.uint8), np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        ca.augment_crop(np.zeros((1, 10), np.uint8), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("bad", [{"padding": (0.3, 0.1)}, {"jpeg_quality": (90, 20)}, {"jpeg_quality": (0, 50)},
+                                 {"blur": 1.5}, {"unknown": 1}])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        ca.AugmentConfig(**bad)
