@@ -1,0 +1,178 @@
+"""Bundled models: `get_model(name)` resolves `models/<name>/record.json`, the record that sits beside the
+weights and says everything needed to use and trust them: files with sha256, input geometry, decoding
+limits, the training command and data versions, and measured metrics. The model card is generated from the
+same record. Nothing is downloaded. No torch here: serving reads records too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from susik.runtime.decoding import DecodeConfig
+from susik.runtime.preprocess import PreprocessConfig
+
+RECORD_NAME = "record.json"
+REPO_MODELS = Path(__file__).resolve().parents[3] / "models"  # src/susik/models/registry.py -> <repo>/models
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No bundled model under that name; the message says how to make one."""
+
+
+class IntegrityError(ValueError):
+    """A bundled file does not match the sha256 in its record."""
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(description="relative to the record's folder")
+    sha256: str
+    bytes: int
+
+
+class TrainingInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str = Field(description="the exact command that trained the checkpoint")
+    config: dict[str, Any] = Field(description="the full training config, as resolved")
+    step: int
+    best_metric: float | None = Field(description="validation exp_rate of the exported checkpoint")
+    data_versions: dict[str, str] = Field(default_factory=dict, description="manifest -> dataset digest")
+    sources: list[dict[str, str]] = Field(default_factory=list, description="training sources and licences")
+
+
+class ModelRecord(BaseModel):
+    """The JSON record beside a bundled recognizer (the detector's record extends the shared parts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str = Field(description="content hash of the weight files, so any change is a new version")
+    created: str
+    architecture: dict[str, Any] = Field(description="RecognizerConfig as trained")
+    parameters: int
+    files: dict[str, FileEntry]
+    preprocess: PreprocessConfig
+    stride: tuple[int, int] = Field(description="encoder stride (h, w): maps input pixels to memory positions")
+    decode: DecodeConfig
+    quantization: dict[str, str] = Field(description="per graph: none, dynamic-int8 or static-int8")
+    training: TrainingInfo
+    metrics: dict[str, Any] = Field(default_factory=dict, description="measured figures, with how")
+    root: Path | None = Field(None, exclude=True, description="folder the record was loaded from")
+
+    def file(self, key: str) -> Path:
+        """Absolute path of a bundled file after checking its sha256."""
+        if self.root is None:
+            raise ValueError("record was not loaded from disk")
+        entry = self.files[key]
+        path = self.root / entry.path
+        if not path.is_file():
+            raise ModelNotFoundError(f"{self.name}: missing file {path}")
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise IntegrityError(f"{path}: sha256 {digest[:12]}... differs from the record's {entry.sha256[:12]}...")
+        return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entry(root: Path, path: Path) -> FileEntry:
+    return FileEntry(path=str(Path(path).relative_to(root)), sha256=sha256_file(path), bytes=path.stat().st_size)
+
+
+def load_record(path: Path) -> ModelRecord:
+    """A record from `record.json` or its folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_NAME
+    if not path.is_file():
+        raise ModelNotFoundError(f"no model record at {path}")
+    record = ModelRecord.model_validate_json(path.read_text())
+    return record.model_copy(update={"root": path.parent})
+
+
+def save_record(record: ModelRecord, folder: Path) -> Path:
+    path = Path(folder) / RECORD_NAME
+    path.write_text(record.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def get_model(name: str, models_dir: Path | None = None) -> ModelRecord:
+    """The bundled model `name` (e.g. "recognizer") from `models_dir` (default: the repository's models/)."""
+    folder = Path(models_dir or REPO_MODELS) / name
+    if not (folder / RECORD_NAME).is_file():
+        raise ModelNotFoundError(
+            f"no bundled model '{name}' in {folder}. Train and export one: "
+            f"`susik train {name} --config configs/{name}_small.yaml --out runs/{name}`, then "
+            f"`susik export {name} runs/{name}/best.pt --out {folder.parent}`"
+        )
+    return load_record(folder)
+
+
+def resolve(name_or_path: str | Path, models_dir: Path | None = None) -> ModelRecord:
+    """A bundled name, a model folder or a record.json path."""
+    path = Path(name_or_path)
+    if path.exists():
+        return load_record(path)
+    if "/" in str(name_or_path) or path.suffix:
+        raise ModelNotFoundError(f"no model at {path}")
+    return get_model(str(name_or_path), models_dir)
+
+
+def model_card(record: ModelRecord) -> str:
+    """MODEL_CARD.md text, generated from the record so the two cannot disagree."""
+    size_mb = sum(entry.bytes for entry in record.files.values() if entry.path.endswith(".onnx")) / 1e6
+    arch = record.architecture
+    lines = [
+        f"# {record.name} — model card",
+        "",
+        f"Version `{record.version}`, exported {record.created}; generated from `{RECORD_NAME}`.",
+        "",
+        "## Architecture",
+        (
+            f"- CNN encoder (ResNet-like, channels {arch.get('channels')}, blocks {arch.get('blocks')}, "
+            f"stride {tuple(record.stride)}) with 2D sinusoidal positions, then a pre-LN transformer decoder "
+            f"({arch.get('layers')} layers, d={arch.get('d_model')}, {arch.get('heads')} heads, "
+            f"FFN {arch.get('ffn')}); vocabulary {arch.get('vocab_size')} tokens."
+        ),
+        (
+            f"- {record.parameters / 1e6:.2f} M parameters; ONNX files {size_mb:.1f} MB "
+            f"(quantisation: {', '.join(f'{k} {v}' for k, v in record.quantization.items())})."
+        ),
+        (
+            f"- Input: grayscale crop cut to the ink, height {record.preprocess.height} px, width up to "
+            f"{record.preprocess.max_width} px; greedy decoding (beam optional), at most "
+            f"{record.decode.max_tokens} tokens, with a repetition guard; confidence = {record.decode.confidence} "
+            "of the token probabilities (0 when the guard fired)."
+        ),
+        "",
+        "## Training",
+        f"- Command: `{record.training.command}`",
+        f"- Step {record.training.step}; validation exp_rate {record.training.best_metric}.",
+    ]
+    if record.training.sources:
+        lines += ["- Sources and licences:"]
+        lines += [f"  - {s.get('name', '?')}: {s.get('license', 'unknown')}" for s in record.training.sources]
+    if record.training.data_versions:
+        lines += ["- Data versions:"]
+        lines += [f"  - `{m}`: `{v}`" for m, v in record.training.data_versions.items()]
+    lines += ["", "## Measured", ""]
+    if record.metrics:
+        lines += [f"- {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in record.metrics.items()]
+    else:
+        lines += ["- nothing measured yet: run `benchmarks/` and `susik eval recognize`, then re-export."]
+    lines += ["", "## Files", ""]
+    lines += [f"- `{e.path}` — {e.bytes / 1e6:.2f} MB, sha256 `{e.sha256}`" for e in record.files.values()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""ONNX Runtime predictors, export and quantisation: serving needs no torch."""

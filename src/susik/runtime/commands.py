@@ -1,0 +1,245 @@
+"""`susik recognize`, `susik train recognizer` and `susik export recognizer`.
+
+Heavy imports (torch, the training stack) happen inside the commands, so `susik --help` stays fast and
+`susik recognize` never loads torch.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from susik.models.registry import IntegrityError, ModelNotFoundError
+from susik.runtime.image_io import ImageLoadError, load_image
+from susik.runtime.preprocess import CropError, check_crop
+
+if TYPE_CHECKING:
+    from susik.runtime.recognizer import OnnxRecognizer
+
+_out = Console(soft_wrap=True, highlight=False)
+_err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _fail(message: str) -> None:
+    _err.print(f"error: {message}", markup=False)
+    raise typer.Exit(1)
+
+
+def _progress(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.fields[status]}"), console=_err, transient=True)
+
+
+# --- recognize ----------------------------------------------------------------------------------------------
+
+
+def _read_crop(path: Path) -> np.ndarray:
+    image = load_image(path)
+    check_crop(image)
+    return image
+
+
+def recognize_paths(
+    paths: Sequence[Path],
+    recognizer: Callable[[list[np.ndarray]], list],
+    batch_size: int,
+    advance: Callable[[int], None] = lambda _: None,
+) -> Iterator[dict]:
+    """One result dict per path, in order: `{"image", "latex", "confidence"}` or `{"image", "error"}`.
+    Unusable images are reported and skipped; the rest are recognized `batch_size` at a time."""
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        results: dict[int, dict] = {}
+        images: dict[int, np.ndarray] = {}
+        for index, path in enumerate(chunk):
+            try:
+                images[index] = _read_crop(path)
+            except (ImageLoadError, CropError) as error:
+                results[index] = {"image": str(path), "error": str(error)}
+        for index, recognition in zip(images, recognizer(list(images.values()))):
+            results[index] = {"image": str(chunk[index]), "latex": recognition.latex,
+                              "confidence": round(recognition.confidence, 4)}
+        advance(len(chunk))
+        yield from (results[index] for index in range(len(chunk)))
+
+
+def recognize(
+    images: Annotated[list[Path], typer.Argument(help="formula crops (PNG, JPEG, WEBP, ...), one formula each")],
+    json_lines: Annotated[bool, typer.Option("--json", help='one JSON line per image: {"image","latex","confidence"}')] = False,
+    model: Annotated[str, typer.Option(help="bundled model name, model folder or record.json")] = "recognizer",
+    beam: Annotated[int, typer.Option(min=1, max=16, help="beam width; 1 = greedy (fastest)")] = 1,
+    threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads (default: all cores)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="crops decoded together")] = 16,
+) -> None:
+    """Read each formula crop as LaTeX. A bad image gets an error line and the run goes on (exit code 1)."""
+    from susik.runtime.recognizer import OnnxRecognizer
+
+    try:
+        recognizer: OnnxRecognizer = OnnxRecognizer.load(model, threads=threads)
+    except (ModelNotFoundError, IntegrityError) as error:
+        _fail(str(error))
+    table = Table()
+    for column in ("image", "latex", "confidence"):
+        table.add_column(column, overflow="fold")  # wrap long paths and formulas, never cut them
+    failed = 0
+    with _progress("recognize") as progress:
+        task = progress.add_task("recognize", total=len(images), status="")
+        results = recognize_paths(images, lambda crops: recognizer(crops, beam=beam), batch_size,
+                                  lambda n: progress.advance(task, n))
+        for result in results:
+            failed += "error" in result
+            if json_lines:
+                typer.echo(json.dumps(result, ensure_ascii=False))
+            elif "error" in result:
+                table.add_row(result["image"], f"error: {result['error']}", "", style="red")
+            else:
+                table.add_row(result["image"], result["latex"], f"{result['confidence']:.3f}")
+    if not json_lines:
+        _out.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+# --- train / export -----------------------------------------------------------------------------------------
+
+
+def _validation_pairs(manifest: Path | None, limit: int) -> list[tuple[np.ndarray, str]]:
+    from susik.data.crops import CropDataset, CropReadError
+
+    if manifest is None:
+        return []
+    dataset = CropDataset(manifest)
+    picks = np.unique(np.linspace(0, len(dataset) - 1, num=min(limit, len(dataset))).round().astype(int))
+    pairs = []
+    for index in picks:
+        try:
+            pairs.append(dataset[int(index)])
+        except CropReadError as error:
+            _err.print(f"warning: validation sample skipped: {error}", markup=False)
+    return pairs
+
+
+def _scan_labels(manifests: Sequence[Path]) -> tuple[list[list[str]], list[dict[str, str]]]:
+    """Normalised labels of every crop (for the vocabulary) and the (source, licence) pairs with counts."""
+    from collections import Counter
+
+    from susik.data.manifest import CropSample, ManifestReader
+    from susik.latex import normalize
+
+    labels: list[list[str]] = []
+    provenance: Counter[tuple[str, str, str]] = Counter()
+    for manifest in manifests:
+        for sample in ManifestReader(manifest, skip_invalid=True):
+            if isinstance(sample, CropSample) and sample.latex.strip():
+                labels.append(normalize(sample.latex))
+                provenance[(str(manifest), sample.source, sample.license)] += 1
+    return labels, [{"manifest": m, "name": s, "license": lic, "samples": str(n)}
+                    for (m, s, lic), n in provenance.items()]
+
+
+def train_recognizer(
+    config: Annotated[Path, typer.Option(help="training config YAML (configs/recognizer_*.yaml)")] = Path(
+        "configs/recognizer_small.yaml"),
+    out: Annotated[Path, typer.Option(help="run folder: last.pt, best.pt (MLflow store in its parent)")] = Path(
+        "runs/recognizer"),
+    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt after a kill")] = False,
+) -> None:
+    """Train the recognizer on the crop manifests of a config; evaluates and checkpoints as it goes."""
+    import torch
+    import yaml
+    from pydantic import ValidationError
+
+    from susik.data.crops import CropStream
+    from susik.data.version import dataset_version
+    from susik.latex import Vocabulary
+    from susik.models.train_recognizer import fit, load_config
+
+    try:
+        settings = load_config(config)
+    except OSError as error:
+        _fail(f"{config}: cannot read: {error.strerror or error}")
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        _fail(f"{config}: {problems}")
+    except (ValueError, yaml.YAMLError) as error:  # YAML syntax
+        _fail(f"{config}: {str(error).splitlines()[0]}")
+    sources = settings.data.sources
+    if not sources:
+        _fail(f"{config}: data.sources is empty: nothing to train on")
+    manifests = [source.manifest for source in sources]
+    for path in [*manifests, *([settings.data.val_manifest] if settings.data.val_manifest else [])]:
+        if not path.is_file():
+            _fail(f"missing manifest {path} (see the config's header for how to make the data)")
+    torch.set_num_threads(settings.threads)
+    try:
+        labels, sources_seen = _scan_labels(manifests)
+        vocab = Vocabulary.load(settings.data.vocab) if settings.data.vocab else Vocabulary.build(labels)
+        versions = {str(path): dataset_version(path).digest for path in manifests}
+        validation = _validation_pairs(settings.data.val_manifest, settings.data.val_limit)
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    def source(seed: int, worker: int, workers: int) -> CropStream:
+        return CropStream(sources, seed=seed, worker=worker, workers=workers)
+
+    command = shlex.join(["susik", "train", "recognizer", "--config", str(config), "--out", str(out)])
+    with _progress("train recognizer") as progress:
+        task = progress.add_task("train", total=settings.steps, status="")
+
+        def on_step(step: int, loss: float) -> None:
+            progress.update(task, completed=step, status=f"loss {loss:.3f}")
+
+        try:
+            provenance = {"command": command, "data_versions": versions, "sources": sources_seen}
+            result = fit(settings, source, validation, vocab, out, resume=resume, provenance=provenance,
+                         log=lambda line: progress.console.print(line, markup=False), on_step=on_step)
+        except (FileNotFoundError, ValueError, FloatingPointError) as error:
+            _fail(str(error))
+    typer.echo(f"done at step {result.step}; best validation exp_rate {result.best_metric}; "
+               f"checkpoints: {result.best or result.last}")
+
+
+def export_recognizer(
+    checkpoint: Annotated[Path, typer.Argument(help="a recognizer checkpoint (runs/.../best.pt)")],
+    out: Annotated[Path, typer.Option(help="models folder; writes OUT/recognizer/")] = Path("models"),
+    encoder_quant: Annotated[Literal["none", "dynamic", "static"], typer.Option(
+        help="encoder weights: fp32, dynamic int8 or static QDQ int8 (calibrated)")] = "static",
+    calibration: Annotated[Path | None, typer.Option(
+        help="crop manifest to calibrate int8 on (default: the checkpoint's validation manifest)")] = None,
+    calibration_crops: Annotated[int, typer.Option(min=8, help="crops used for calibration")] = 64,
+    confidence: Annotated[Literal["geomean", "min"], typer.Option(
+        help="confidence from token probabilities; pick by the val_confidence_auroc_* of training")] = "geomean",
+) -> None:
+    """Export a checkpoint to ONNX (encoder + decoder step, int8) with vocab, record.json and MODEL_CARD.md."""
+    from susik.models.train_recognizer import load_checkpoint
+    from susik.runtime.decoding import DecodeConfig
+    from susik.runtime.export import export_recognizer as export
+
+    if not checkpoint.is_file():
+        _fail(f"no checkpoint at {checkpoint}")
+    try:
+        state = load_checkpoint(checkpoint)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a bad file; report one line
+        _fail(f"{checkpoint}: not a recognizer checkpoint ({type(error).__name__}: {str(error).splitlines()[0]})")
+    data = state.get("train_config", {}).get("data", {})
+    manifest = calibration or (Path(data["val_manifest"]) if data.get("val_manifest") else None)
+    if manifest is None or not manifest.is_file():
+        _fail("no calibration crops: pass --calibration MANIFEST (a crop manifest like the validation set)")
+    crops = [image for image, _ in _validation_pairs(manifest, calibration_crops)]
+    with _progress("export recognizer") as progress:
+        progress.add_task("export", total=None, status="ONNX, quantisation, parity check")
+        try:
+            record = export(state, out, crops, encoder_quant=encoder_quant,
+                            decode=DecodeConfig(confidence=confidence))
+        except (RuntimeError, ValueError, KeyError) as error:
+            _fail(str(error))
+    sizes = ", ".join(f"{entry.path} {entry.bytes / 1e6:.1f} MB" for entry in record.files.values())
+    typer.echo(f"wrote {record.root} ({sizes}); parity {record.metrics['export_check']}")

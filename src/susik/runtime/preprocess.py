@@ -1,0 +1,158 @@
+"""Crop -> model input, in numpy/OpenCV only: the one function shared by training (on augmented crops) and
+serving, so that what the model sees at test time is what it saw in training.
+
+Steps: grayscale (dark ink on light paper, inverting if needed) -> crop to the ink (Otsu) with a small margin -> keep aspect, resize to a fixed height (if
+the result would be wider than `max_width`, scale to fit and centre vertically) -> normalise so paper is 0
+and ink is 1 (per-image levels from the Otsu classes: photos differ in exposure, the model should not have to
+care) -> pad a batch to a common width, a multiple of the encoder stride, with 0 (= paper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PreprocessConfig(BaseModel):
+    """Input geometry; it travels with a model (checkpoint and bundled record) so serving cannot drift."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    height: int = Field(64, ge=16, description="model input height; 64 keeps stacked fractions legible")
+    max_width: int = Field(768, ge=32, description="widest input; wider crops are scaled down to fit")
+    width_multiple: int = Field(16, ge=1, description="batch width is padded to this (the encoder stride)")
+    margin: float = Field(0.08, ge=0, le=0.5, description="margin kept around the ink, as a share of its height")
+    min_contrast: float = Field(12.0, ge=0, description="paper-ink level gap (0-255) below which a crop is blank")
+
+
+DEFAULT_PREPROCESS = PreprocessConfig()
+
+
+class CropError(ValueError):
+    """A crop the recognizer cannot read (blank, tiny); the message says why."""
+
+
+MIN_SIDE = 4  # pixels: below this a crop holds no legible glyph
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 grayscale from gray (H, W), BGR (H, W, 3) or BGRA (H, W, 4)."""
+    if image.ndim == 2:
+        return image if image.dtype == np.uint8 else np.clip(image, 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        code = cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        return cv2.cvtColor(np.ascontiguousarray(image.astype(np.uint8, copy=False)), code)
+    raise ValueError(f"expected a gray or BGR image, got shape {image.shape}")
+
+
+def ink_levels(gray: np.ndarray) -> tuple[int, float, float]:
+    """(Otsu threshold, paper level, ink level); ink is the darker class, both levels are class medians."""
+    threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    darker = gray[gray <= threshold]
+    lighter = gray[gray > threshold]
+    if darker.size == 0 or lighter.size == 0:
+        level = float(np.median(gray))
+        return int(threshold), level, level
+    return int(threshold), float(np.median(lighter)), float(np.median(darker))
+
+
+def dark_ink(gray: np.ndarray) -> np.ndarray:
+    """The crop with dark ink on light paper: inverted when the darker Otsu class covers most pixels and
+    nearly all of the border (chalk on a blackboard, a dark-mode screenshot). A shadow over part of a photo
+    darkens part of the border only, so it does not flip the crop."""
+    threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    dark = gray <= threshold
+    border = np.concatenate([dark[0], dark[-1], dark[:, 0], dark[:, -1]])
+    return 255 - gray if dark.mean() > 0.6 and border.mean() > 0.8 else gray
+
+
+def check_crop(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> None:
+    """Raise `CropError` for a crop the recognizer cannot read: too small, or with no visible ink."""
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise CropError(f"image too small: {width}x{height} (need at least {MIN_SIDE} px a side)")
+    _, paper, ink = ink_levels(to_gray(image))
+    if paper - ink < config.min_contrast:
+        raise CropError("image is blank: no ink stands out from the background")
+
+
+def _ink_box(ink_mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the ink, ignoring at most 0.1 % of ink mass on each side (specks)."""
+    rows = ink_mask.sum(axis=1, dtype=np.float64)
+    cols = ink_mask.sum(axis=0, dtype=np.float64)
+
+    def span(profile: np.ndarray) -> tuple[int, int]:
+        cumulative = np.cumsum(profile)
+        total = cumulative[-1]
+        trim = 0.001 * total
+        start = int(np.searchsorted(cumulative, trim, side="right"))
+        end = int(np.searchsorted(cumulative, total - trim, side="left")) + 1
+        return start, max(end, start + 1)
+
+    top, bottom = span(rows)
+    left, right = span(cols)
+    return top, bottom, left, right
+
+
+def crop_to_ink(gray: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """The ink's bounding box plus a margin; the whole image when no ink stands out."""
+    threshold, paper, ink = ink_levels(gray)
+    if paper - ink < config.min_contrast:
+        return gray
+    mask = gray <= threshold
+    top, bottom, left, right = _ink_box(mask)
+    pad = round(config.margin * (bottom - top)) + 1
+    height, width = gray.shape
+    return gray[max(0, top - pad) : min(height, bottom + pad), max(0, left - pad) : min(width, right + pad)]
+
+
+def normalise(gray: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """float32 with paper at 0 and ink at 1 (levels from this image), clipped to [0, 1]."""
+    _, paper, ink = ink_levels(gray)
+    span = max(paper - ink, config.min_contrast)
+    return np.clip((paper - gray.astype(np.float32)) / span, 0.0, 1.0)
+
+
+def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """Keep aspect at `config.height`; a crop wider than `max_width` is scaled to fit and centred vertically.
+
+    `image` is float (paper = 0), so the vertical padding is paper.
+    """
+    height, width = image.shape
+    target_w = max(1, round(width * config.height / height))
+    if target_w <= config.max_width:
+        interpolation = cv2.INTER_AREA if config.height < height else cv2.INTER_LINEAR
+        return cv2.resize(image, (target_w, config.height), interpolation=interpolation)
+    target_h = max(1, round(height * config.max_width / width))
+    scaled = cv2.resize(image, (config.max_width, target_h), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((config.height, config.max_width), dtype=image.dtype)
+    top = (config.height - target_h) // 2
+    canvas[top : top + target_h] = scaled
+    return canvas
+
+
+def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """One crop (gray or BGR uint8) -> float32 (height, width) with paper 0 and ink 1."""
+    gray = to_gray(image)
+    if min(gray.shape) < 1:
+        raise CropError(f"image has no pixels: {gray.shape}")
+    cropped = crop_to_ink(dark_ink(gray), config)
+    return resize_to_height(normalise(cropped, config), config)
+
+
+def pad_batch(
+    images: Sequence[np.ndarray], config: PreprocessConfig = DEFAULT_PREPROCESS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed crops -> (batch float32 (B, 1, H, W), widths int64 (B,)); W a multiple of the stride."""
+    if not images:
+        return np.zeros((0, 1, config.height, config.width_multiple), np.float32), np.zeros(0, np.int64)
+    widths = np.array([image.shape[1] for image in images], dtype=np.int64)
+    multiple = config.width_multiple
+    padded_width = int(-(-widths.max() // multiple) * multiple)
+    batch = np.zeros((len(images), 1, config.height, padded_width), dtype=np.float32)
+    for i, image in enumerate(images):
+        batch[i, 0, :, : image.shape[1]] = image
+    return batch, widths

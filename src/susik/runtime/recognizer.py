@@ -1,0 +1,157 @@
+"""The recognizer at serving time: ONNX Runtime, no torch. Batch of crops in, one `Recognition` per crop out.
+
+The encoder graph runs once per batch and also yields every decoder layer's cross-attention K/V; the
+decoder-step graph then runs once per output token with a growing self-attention cache, fed and returned
+as one tensor per layer and kind (`past_k_0`, `past_v_0`, ... -> `present_k_0`, ...). Crops are sorted
+by width and decoded in sub-batches, so a narrow crop is not padded to the widest one in the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from susik.latex import Vocabulary, detokenize
+from susik.models.registry import ModelRecord, get_model, resolve
+from susik.results import Recognition
+from susik.runtime.decoding import (
+    DEFAULT_DECODE,
+    Cache,
+    DecodeConfig,
+    Hypothesis,
+    beam_search,
+    greedy,
+    max_length,
+    sequence_confidence,
+)
+from susik.runtime.preprocess import CropError, PreprocessConfig, check_crop, pad_batch, preprocess
+
+NEG_INF = -1e4  # must match susik.models.recognizer.NEG_INF, the value the decoder was trained with
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    # Decoder steps are sub-millisecond calls: spinning threads between them burn the other cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+class OnnxRecognizer:
+    """Formula crops (gray or BGR uint8) -> `Recognition(latex, confidence)`; `[]` for `[]`."""
+
+    def __init__(
+        self,
+        encoder: Path,
+        decoder: Path,
+        vocab: Vocabulary,
+        preprocess_config: PreprocessConfig,
+        stride: tuple[int, int],
+        decode: DecodeConfig = DEFAULT_DECODE,
+        threads: int | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        options = session_options(threads)
+        self.encoder = ort.InferenceSession(str(encoder), options, providers=["CPUExecutionProvider"])
+        self.decoder = ort.InferenceSession(str(decoder), options, providers=["CPUExecutionProvider"])
+        self.vocab = vocab
+        self.preprocess_config = preprocess_config
+        self.stride = stride
+        self.decode = decode
+        self.batch_size = batch_size
+        past = [node for node in self.decoder.get_inputs() if node.name.startswith("past_")]
+        self._cache_names = [node.name for node in past]
+        self._present_names = [name.replace("past_", "present_") for name in self._cache_names]
+        self._cross_names = [name.replace("past_", "cross_") for name in self._cache_names]
+        self._cache_dims = (int(past[0].shape[1]), int(past[0].shape[3]))  # heads, head_dim
+
+    @classmethod
+    def from_record(cls, record: ModelRecord, threads: int | None = None) -> OnnxRecognizer:
+        """Build from a bundled record (`record.json` beside the ONNX files); files are hash-checked."""
+        return cls(
+            record.file("encoder"),
+            record.file("decoder"),
+            Vocabulary.load(record.file("vocab")),
+            record.preprocess,
+            record.stride,
+            record.decode,
+            threads=threads,
+        )
+
+    @classmethod
+    def default(cls, threads: int | None = None) -> OnnxRecognizer:
+        """The bundled model in `models/recognizer/`; a clear error says how to make one if it is missing."""
+        return cls.from_record(get_model("recognizer"), threads=threads)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, threads: int | None = None) -> OnnxRecognizer:
+        """A registry name (`recognizer`), a model folder, or a `record.json` path."""
+        return cls.from_record(resolve(name_or_path), threads=threads)
+
+    def __call__(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Recognition]:
+        return [self._to_recognition(h) for h in self.hypotheses(images, beam)]
+
+    def hypotheses(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Hypothesis]:
+        """Raw decoder output per crop (token ids, per-token probabilities, why it stopped); a blank or tiny
+        crop is not decoded and gets an empty hypothesis that stopped for "empty"."""
+        results: list[Hypothesis | None] = [None] * len(images)
+        prepared: dict[int, np.ndarray] = {}
+        for index, image in enumerate(images):
+            try:
+                check_crop(image, self.preprocess_config)
+            except CropError:
+                results[index] = Hypothesis((), (), "empty")
+                continue
+            prepared[index] = preprocess(image, self.preprocess_config)
+        order = sorted(prepared, key=lambda i: prepared[i].shape[1])
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for index, hypothesis in zip(chunk, self._decode_batch([prepared[i] for i in chunk], beam)):
+                results[index] = hypothesis
+        return results  # type: ignore[return-value]
+
+    def encode(self, batch: np.ndarray, widths: np.ndarray) -> tuple[Cache, np.ndarray]:
+        """-> cross K/V per layer [k0, v0, ...] (B, heads, S, head_dim) and the memory bias (B, S)."""
+        cross = tuple(self.encoder.run(self._cross_names, {"images": batch}))
+        stride_h, stride_w = self.stride
+        feature_h = batch.shape[2] // stride_h
+        feature_w = cross[0].shape[2] // feature_h
+        valid = np.maximum(1, -(-widths // stride_w))
+        pad = np.arange(feature_w)[None, :] >= valid[:, None]
+        bias = np.repeat(pad[:, None, :], feature_h, axis=1).reshape(len(widths), -1).astype(np.float32) * NEG_INF
+        return cross, bias
+
+    def step(
+        self, tokens: np.ndarray, position: np.ndarray, cross_bias: np.ndarray, past: Cache, cross: Cache
+    ) -> tuple[np.ndarray, Cache]:
+        """One decoder-step call (`decoding.StepFn`)."""
+        feeds = {"tokens": tokens, "position": position, "cross_bias": cross_bias}
+        feeds.update(zip(self._cache_names, past))
+        feeds.update(zip(self._cross_names, cross))
+        logits, *present = self.decoder.run(["logits", *self._present_names], feeds)
+        return logits, tuple(present)
+
+    def empty_cache(self, batch: int) -> Cache:
+        heads, head_dim = self._cache_dims
+        empty = np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
+        return (empty,) * len(self._cache_names)
+
+    def _decode_batch(self, prepared: list[np.ndarray], beam: int | None) -> list[Hypothesis]:
+        batch, widths = pad_batch(prepared, self.preprocess_config)
+        cross, bias = self.encode(batch, widths)
+        max_lens = [max_length(int(w), self.decode) for w in widths]
+        config = self.decode if beam is None else self.decode.model_copy(update={"beam": beam})
+        search = greedy if config.beam == 1 else beam_search
+        vocab = self.vocab
+        return search(self.step, self.empty_cache, cross, bias, max_lens, vocab.bos_id, vocab.eos_id, config,
+                      banned=(vocab.pad_id, vocab.bos_id))
+
+    def _to_recognition(self, hypothesis: Hypothesis) -> Recognition:
+        confidence = sequence_confidence(hypothesis, self.decode.confidence)
+        return Recognition(detokenize(self.vocab.decode(hypothesis.tokens)), confidence)

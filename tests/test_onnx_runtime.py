@@ -1,0 +1,394 @@
+"""The torch-free runtime: image loading, preprocessing, decoding, ONNX export parity, registry."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+from recognizer_helpers import confident_model, draw_crop, export_tiny_bundle, random_text, tiny_config, vocab
+
+from susik.models.registry import IntegrityError, ModelNotFoundError, get_model, load_record, resolve
+from susik.results import Recognition
+from susik.runtime.decoding import (
+    DecodeConfig,
+    Hypothesis,
+    beam_search,
+    greedy,
+    is_looping,
+    max_length,
+    sequence_confidence,
+)
+from susik.runtime.export import export_graphs, parity, quantize_decoder, quantize_encoder
+from susik.runtime.image_io import ImageLoadError, load_image
+from susik.runtime.preprocess import (
+    CropError,
+    PreprocessConfig,
+    check_crop,
+    crop_to_ink,
+    dark_ink,
+    pad_batch,
+    preprocess,
+)
+from susik.runtime.recognizer import OnnxRecognizer
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return export_tiny_bundle(tmp_path_factory.mktemp("models"))
+
+
+# --- image loading ------------------------------------------------------------------------------------------
+
+
+def _encode(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size; its pixel data is one empty chunk (never decoded)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_loader_converts_every_mode_to_bgr():
+    gray = Image.fromarray(np.full((5, 7), 100, np.uint8), "L")
+    assert load_image(_encode(gray, "PNG")).shape == (5, 7, 3)
+
+    rgba = Image.new("RGBA", (4, 3), (255, 0, 0, 0))  # fully transparent red: white paper
+    assert (load_image(_encode(rgba, "PNG")) == 255).all()
+
+    sixteen = Image.fromarray(np.full((3, 3), 65535, np.uint16))
+    out = load_image(_encode(sixteen, "PNG"))
+    assert out.dtype == np.uint8 and (out == 255).all()
+
+    palette = Image.new("RGB", (3, 3), (0, 0, 255)).convert("P")
+    assert tuple(load_image(_encode(palette, "PNG"))[0, 0]) == (255, 0, 0)  # BGR order
+
+    cmyk = Image.new("CMYK", (3, 3), (0, 0, 0, 255))  # black
+    assert load_image(_encode(cmyk, "JPEG")).max() < 30
+
+
+def test_loader_honours_exif_orientation():
+    image = Image.new("RGB", (40, 20), (255, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to show
+    assert load_image(_encode(image, "JPEG", exif=exif)).shape[:2] == (40, 20)
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (b"", "empty"),
+        (b"not an image at all", "not an image"),
+        (_png_header_only(8_000, 8_000), "too large"),  # 64 MP: over our 40 MP, under Pillow's limit
+        (_png_header_only(60_000, 60_000), "decompression bomb"),
+    ],
+    ids=["empty", "garbage", "too-large", "bomb"],
+)
+def test_loader_refuses_bad_input_with_one_clear_error(payload, message):
+    with pytest.raises(ImageLoadError, match=message):
+        load_image(payload)
+
+
+def test_loader_treats_pillows_bomb_warning_as_an_error():
+    with pytest.raises(ImageLoadError, match="decompression bomb"):
+        load_image(_png_header_only(10_000, 10_000), max_pixels=10**10)
+
+
+def test_loader_refuses_formats_outside_the_allowlist_and_truncated_files(tmp_path):
+    ppm = _encode(Image.new("RGB", (4, 4)), "PPM")
+    with pytest.raises(ImageLoadError, match="allowed format"):
+        load_image(ppm)
+    truncated = _encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)), "PNG")
+    with pytest.raises(ImageLoadError):
+        load_image(truncated[: len(truncated) // 2])
+    with pytest.raises(ImageLoadError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+
+
+# --- preprocessing ------------------------------------------------------------------------------------------
+
+
+def test_preprocess_crops_to_ink_keeps_aspect_and_puts_ink_at_one():
+    config = PreprocessConfig(height=32, max_width=256, width_multiple=8)
+    crop = np.full((100, 300), 230, np.uint8)
+    crop[40:60, 100:180] = 20  # an 80 x 20 "formula" far from the border
+    out = preprocess(crop, config)
+    assert out.shape[0] == 32 and out.dtype == np.float32
+    assert 100 <= out.shape[1] <= 130  # aspect of the ink (4:1 plus margin), not of the page (3:1)
+    assert out.max() == pytest.approx(1.0) and out.min() == pytest.approx(0.0)
+    assert out[:2].max() < 0.05  # the margin is paper
+
+
+def test_preprocess_scales_very_wide_crops_to_fit():
+    config = PreprocessConfig(height=32, max_width=128, width_multiple=8)
+    crop = np.full((20, 1000), 255, np.uint8)
+    crop[5:15, 5:995] = 0
+    out = preprocess(crop, config)
+    assert out.shape == (32, 128)
+    assert out[0].max() < 0.05 and out[-1].max() < 0.05  # letterboxed vertically with paper
+
+
+def test_light_ink_on_dark_paper_is_inverted_but_a_shadow_is_not():
+    board = np.full((40, 120), 30, np.uint8)
+    board[15:25, 20:100] = 220  # chalk
+    assert dark_ink(board)[20, 50] < 100 and dark_ink(board)[0, 0] > 200
+    shadowed = np.full((40, 120), 220, np.uint8)
+    shadowed[:, :70] = 90  # a shadow over more than half the crop
+    shadowed[15:25, 20:100] = 10
+    assert (dark_ink(shadowed) == shadowed).all()
+
+
+def test_crop_to_ink_ignores_isolated_specks():
+    crop = np.full((100, 400), 255, np.uint8)
+    crop[40:60, 150:250] = 0
+    crop[2, 2] = crop[97, 397] = 0  # dust
+    assert crop_to_ink(crop).shape[1] < 150
+
+
+def test_pad_batch_pads_to_the_stride_with_paper():
+    config = PreprocessConfig(height=16, width_multiple=8)
+    batch, widths = pad_batch([np.ones((16, 10), np.float32), np.ones((16, 3), np.float32)], config)
+    assert batch.shape == (2, 1, 16, 16) and widths.tolist() == [10, 3]
+    assert batch[1, 0, :, 3:].max() == 0.0
+    assert pad_batch([], config)[0].shape[0] == 0
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [(np.full((30, 30), 200, np.uint8), "blank"), (np.zeros((2, 50), np.uint8), "too small")],
+)
+def test_check_crop_names_the_problem(image, message):
+    with pytest.raises(CropError, match=message):
+        check_crop(image)
+
+
+# --- decoding -----------------------------------------------------------------------------------------------
+
+VOCAB = 8  # ids 0-3 specials (EOS = 2), 4-7 tokens
+
+
+def _grown(past):
+    """A one-layer cache (k, v), each (N, heads=1, T, 2), grown by one position as a real step would."""
+    return tuple(np.concatenate([p, np.zeros(p.shape[:2] + (1, 2), np.float32)], axis=2) for p in past)
+
+
+def _scripted_step(script):
+    """A step function whose next-token log-probabilities depend only on the position."""
+
+    def step(tokens, position, cross_bias, past, cross):
+        assert all(p.shape[0] == tokens.shape[0] == c.shape[0] for p, c in zip(past, cross))
+        logits = np.tile(np.asarray(script(int(position[0])), dtype=np.float32), (tokens.shape[0], 1))
+        return logits, _grown(past)
+
+    return step
+
+
+def _empty(batch):
+    empty = np.zeros((batch, 1, 0, 2), np.float32)
+    return empty, empty
+
+
+def _memory(batch):
+    """(cross caches of one layer, cross bias) for `batch` rows and 3 memory positions."""
+    return (np.zeros((batch, 1, 3, 2), np.float32),) * 2, np.zeros((batch, 3), np.float32)
+
+
+def _one_hot(token, strength=8.0):
+    logits = np.zeros(VOCAB)
+    logits[token] = strength
+    return logits
+
+
+def test_greedy_stops_at_eos_with_token_probabilities():
+    step = _scripted_step(lambda p: _one_hot([4, 5, 2][min(p, 2)]))
+    [hypothesis] = greedy(step, _empty, *_memory(1), [10], 1, 2, DecodeConfig())
+    assert hypothesis.tokens == (4, 5) and hypothesis.stop == "eos"
+    assert len(hypothesis.probs) == 3 and min(hypothesis.probs) > 0.99
+    assert sequence_confidence(hypothesis, "min") == pytest.approx(min(hypothesis.probs))
+    assert min(hypothesis.probs) <= sequence_confidence(hypothesis, "geomean") <= max(hypothesis.probs)
+
+
+def test_greedy_guards_against_loops_and_runaway_length():
+    looping = _scripted_step(lambda p: _one_hot(4 + p % 2))  # 4 5 4 5 ... never EOS
+    config = DecodeConfig(repeat_span=12)
+    [loop] = greedy(looping, _empty, *_memory(1), [200], 1, 2, config)
+    assert loop.stop == "repetition" and len(loop.tokens) == 12
+    assert sequence_confidence(loop) == 0.0
+    counting = _scripted_step(lambda p: _one_hot(4 + (p * 7 // 3) % 4))  # no short period
+    [long] = greedy(counting, _empty, *_memory(1), [9], 1, 2, DecodeConfig(repeat_span=64))
+    assert long.stop == "length" and len(long.tokens) == 9 and sequence_confidence(long) == 0.0
+
+
+def test_greedy_lets_short_outputs_leave_the_batch():
+    def script(p):
+        return _one_hot(2 if p == 3 else 4)
+
+    lengths = [2, 50]  # the first row stops at its length cap, the second at EOS
+    hypotheses = greedy(_scripted_step(script), _empty, *_memory(2), lengths, 1, 2, DecodeConfig())
+    assert [h.stop for h in hypotheses] == ["length", "eos"]
+    assert [len(h.tokens) for h in hypotheses] == [2, 3]
+
+
+def test_beam_search_finds_the_better_sequence_greedy_misses():
+    # Step 0: token 4 (p~0.6) or 5 (p~0.4). After 4 the model is unsure; after 5 it is sure of EOS.
+    def step(tokens, position, cross_bias, past, cross):
+        rows = []
+        for token in tokens[:, 0]:
+            if int(position[0]) == 0:
+                rows.append(np.log([1e-9, 1e-9, 1e-9, 1e-9, 0.6, 0.4, 1e-9, 1e-9]))
+            elif token == 4:
+                rows.append(np.log([1e-9, 1e-9, 0.3, 1e-9, 1e-9, 1e-9, 0.35, 0.35]))
+            else:
+                rows.append(np.log([1e-9, 1e-9, 0.99, 1e-9, 1e-9, 1e-9, 0.005, 0.005]))
+        return np.array(rows, np.float32), _grown(past)
+
+    [greedy_pick] = greedy(step, _empty, *_memory(1), [4], 1, 2, DecodeConfig())
+    assert greedy_pick.tokens[0] == 4
+    [beam_pick] = beam_search(step, _empty, *_memory(1), [4], 1, 2, DecodeConfig(beam=3))
+    assert beam_pick.tokens == (5,) and beam_pick.stop == "eos"
+
+
+@pytest.mark.parametrize(
+    "tokens, looping",
+    [
+        ([7] * 24, True),
+        ([4, 5] * 12, True),
+        ([4, 5, 6] * 7, False),  # 21 tokens: under the span
+        (list(range(30)), False),
+        ([9] + [4, 5, 6, 7, 8, 4, 5, 6] * 3 + [9], False),  # repeats, but not at the end
+    ],
+)
+def test_loop_detector(tokens, looping):
+    assert is_looping(tokens, DecodeConfig()) is looping
+
+
+def test_banned_tokens_are_never_chosen():
+    def script(position):
+        logits = _one_hot(0)  # the model "prefers" PAD, then token 5 over the rest
+        logits[5] = 4.0
+        return logits
+
+    [hypothesis] = greedy(_scripted_step(script), _empty, *_memory(1), [3], 1, 2, DecodeConfig(), banned=(0, 1))
+    assert hypothesis.tokens == (5, 5, 5)
+    assert hypothesis.probs[0] == pytest.approx(np.exp(4) / (np.exp(4) + 5))  # renormalised without PAD/BOS
+
+
+def test_length_budget_grows_with_width_up_to_the_cap():
+    config = DecodeConfig()
+    assert max_length(16, config) < max_length(320, config) < max_length(5000, config) == config.max_tokens
+
+
+# --- ONNX export and runtime --------------------------------------------------------------------------------
+
+
+def _crops(count: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [draw_crop(random_text(rng, 1, 9), scale=float(rng.uniform(0.6, 1.3))) for _ in range(count)]
+
+
+def test_onnx_matches_torch_and_int8_mostly_agrees(tmp_path):
+    words = vocab()
+    model = confident_model(tiny_config(len(words)), seed=5)
+    encoder, decoder = export_graphs(model, tmp_path)
+    crops = _crops(16, seed=1)
+    calibration = [pad_batch([preprocess(c, model.config.preprocess) for c in crops], model.config.preprocess)[0]]
+    encoder_q = quantize_encoder(encoder, tmp_path / "encoder.int8.onnx", "static", calibration)
+    decoder_q = quantize_decoder(decoder, tmp_path / "decoder.int8.onnx")
+    stride, config = model.config.total_stride, model.config.preprocess
+    decode = DecodeConfig(max_tokens=model.config.max_tokens - 1)
+    fp32 = OnnxRecognizer(encoder, decoder, words, config, stride, decode, threads=1)
+    int8 = OnnxRecognizer(encoder_q, decoder_q, words, config, stride, decode, threads=1)
+    report = parity(model, fp32, int8, crops, words)
+    assert report.max_logit_diff < 1e-3
+    assert report.greedy_agreement_fp32 == 1.0
+    # Random weights have near-ties, and dynamic int8 scales activations per batch: "mostly", not always.
+    assert report.greedy_agreement_int8 >= 0.75
+    quantised_ops = {node.op_type for node in onnx.load(str(decoder_q)).graph.node}
+    assert quantised_ops & {"MatMulInteger", "DynamicQuantizeMatMul"}
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(encoder_q)).graph.node}
+
+
+def test_recognizer_returns_one_result_per_crop_in_order(bundle):
+    recognizer = OnnxRecognizer.load(bundle, threads=1)
+    assert recognizer([]) == []
+    crops = _crops(5, seed=2)
+    blank = np.full((40, 90), 240, np.uint8)
+    results = recognizer([crops[0], blank, *crops[1:]])
+    assert len(results) == 6 and all(isinstance(r, Recognition) for r in results)
+    assert results[1] == Recognition("", 0.0)
+    one_by_one = [recognizer([crop])[0] for crop in crops]
+    assert [r.latex for r in results[:1] + results[2:]] == [r.latex for r in one_by_one]
+    assert all(0.0 <= r.confidence <= 1.0 for r in results)
+    beamed = recognizer(crops[:2], beam=3)
+    assert len(beamed) == 2
+
+
+def test_recognizer_accepts_bgr_and_gray_alike(bundle):
+    recognizer = OnnxRecognizer.load(bundle, threads=1)
+    gray = _crops(1, seed=3)[0]
+    bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    assert recognizer([gray]) == recognizer([bgr])
+
+
+# --- registry -----------------------------------------------------------------------------------------------
+
+
+def test_bundle_record_describes_the_model(bundle):
+    record = load_record(bundle)
+    assert set(record.files) == {"encoder", "decoder", "vocab"}
+    assert record.quantization == {"encoder": "static-int8", "decoder": "dynamic-int8"}
+    assert record.training.command.startswith("susik train recognizer")
+    assert record.preprocess.height == 32 and tuple(record.stride) == (8, 8)
+    assert record.decode.max_tokens < record.architecture["max_tokens"]  # positions beyond the table: never
+    assert record.metrics["export_check"]["max_logit_diff_fp32"] < 1e-3
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert record.version in card and "susik train recognizer" in card and "CC0" in card
+    assert json.loads((bundle / "record.json").read_text())["name"] == "recognizer"
+    assert resolve(bundle / "record.json").version == record.version
+
+
+def test_get_model_explains_how_to_make_a_missing_model(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="susik train recognizer"):
+        get_model("recognizer", models_dir=tmp_path)
+    with pytest.raises(ModelNotFoundError, match="no model at"):
+        resolve(tmp_path / "elsewhere" / "record.json")
+
+
+def test_tampered_weights_are_refused(bundle, tmp_path):
+    copy = tmp_path / "recognizer"
+    copy.mkdir()
+    for path in bundle.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    decoder = copy / "decoder.onnx"
+    decoder.write_bytes(decoder.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(IntegrityError, match="sha256"):
+        OnnxRecognizer.load(copy)
+    assert get_model("recognizer", tmp_path).version == load_record(bundle).version
+
+
+def test_confidence_of_blank_and_guarded_outputs_is_zero():
+    assert sequence_confidence(Hypothesis((), (), "empty")) == 0.0
+    assert sequence_confidence(Hypothesis((4,), (0.9, 0.9), "repetition"), "min") == 0.0
+    assert sequence_confidence(Hypothesis((4, 5), (0.25, 1.0, 1.0), "eos")) == pytest.approx(0.25 ** (1 / 3))

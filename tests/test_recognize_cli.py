@@ -1,0 +1,156 @@
+"""`susik train recognizer` -> `susik export recognizer` -> `susik recognize`, end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+from recognizer_helpers import draw_crop, export_tiny_bundle, random_text
+from typer.testing import CliRunner
+
+from susik.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return export_tiny_bundle(tmp_path_factory.mktemp("models"))
+
+
+def _write_crops(folder: Path, count: int, seed: int) -> Path:
+    """A crop manifest of drawn formulas (images relative to the manifest's folder)."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True)
+    lines = []
+    for index in range(count):
+        text = random_text(rng, 1, 5)
+        cv2.imwrite(str(folder / "images" / f"{index}.png"), draw_crop(text))
+        lines.append(json.dumps({"image": f"images/{index}.png", "latex": text, "source": "drawn", "license": "CC0"}))
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def _bad_images(folder: Path) -> dict[str, Path]:
+    paths = {
+        "good": folder / "good.png", "garbage": folder / "garbage.png", "blank": folder / "blank.png",
+        "tiny": folder / "tiny.png", "missing": folder / "missing.png",
+    }
+    cv2.imwrite(str(paths["good"]), draw_crop("12+x"))
+    paths["garbage"].write_bytes(b"this is not a png")
+    cv2.imwrite(str(paths["blank"]), np.full((40, 100), 250, np.uint8))
+    cv2.imwrite(str(paths["tiny"]), np.zeros((2, 2), np.uint8))
+    return paths
+
+
+def test_recognize_json_reports_each_image_and_goes_on_after_bad_ones(bundle, tmp_path):
+    paths = _bad_images(tmp_path)
+    order = ["good", "garbage", "blank", "tiny", "missing", "good"]
+    result = runner.invoke(app, ["recognize", *(str(paths[n]) for n in order), "--json", "--model", str(bundle),
+                                 "--threads", "1", "--batch-size", "2"])
+    assert result.exit_code == 1  # some images failed, all were answered
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["image"] for line in lines] == [str(paths[n]) for n in order]
+    good, garbage, blank, tiny, missing, again = lines
+    assert set(good) == {"image", "latex", "confidence"} and 0.0 <= good["confidence"] <= 1.0
+    assert again["latex"] == good["latex"]
+    assert "not an image" in garbage["error"]
+    assert "blank" in blank["error"]
+    assert "too small" in tiny["error"]
+    assert "no such file" in missing["error"]
+
+
+def test_recognize_prints_a_table_without_json(bundle, tmp_path):
+    path = tmp_path / "crop.png"
+    cv2.imwrite(str(path), draw_crop("7=x"))
+    result = runner.invoke(app, ["recognize", str(path), "--model", str(bundle), "--threads", "1", "--beam", "2"])
+    assert result.exit_code == 0, result.output
+    assert "crop.png" in result.stdout and "confidence" in result.stdout
+
+
+def test_recognize_without_a_model_fails_with_one_clear_line(tmp_path):
+    path = tmp_path / "crop.png"
+    cv2.imwrite(str(path), draw_crop("1"))
+    result = runner.invoke(app, ["recognize", str(path), "--model", str(tmp_path / "nothing")])
+    assert result.exit_code == 1
+    assert "no model at" in result.output and "Traceback" not in result.output
+
+
+def test_train_export_recognize_round_trip(tmp_path):
+    train = _write_crops(tmp_path / "train", 24, seed=0)
+    val = _write_crops(tmp_path / "val", 6, seed=1)
+    config = {
+        "model": {"preprocess": {"height": 32, "max_width": 256, "width_multiple": 8}, "stem_channels": 8,
+                  "channels": [16, 16], "blocks": [1, 1], "strides": [[2, 2], [2, 2]], "d_model": 32, "heads": 4,
+                  "layers": 1, "ffn": 64, "max_tokens": 32},
+        "data": {"sources": [{"manifest": str(train), "weight": 1.0, "augment": "none"}],
+                 "val_manifest": str(val), "val_limit": 4},
+        "batch_size": 4, "steps": 4, "epoch_steps": 2, "num_workers": 0, "threads": 1, "mlflow": False,
+        "eval_max_tokens": 8,
+    }
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "runs" / "rec"
+
+    trained = runner.invoke(app, ["train", "recognizer", "--config", str(config_path), "--out", str(run)])
+    assert trained.exit_code == 0, trained.output
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
+    checkpoint = torch.load(run / "last.pt", weights_only=True)
+    assert checkpoint["step"] == 4 and checkpoint["command"].startswith("susik train recognizer")
+    assert checkpoint["sources"] == [{"manifest": str(train), "name": "drawn", "license": "CC0", "samples": "24"}]
+    assert list(checkpoint["data_versions"]) == [str(train)]
+
+    config["steps"] = 6
+    config_path.write_text(yaml.safe_dump(config))
+    resumed = runner.invoke(app, ["train", "recognizer", "--config", str(config_path), "--out", str(run), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 6
+
+    models = tmp_path / "models"
+    exported = runner.invoke(app, ["export", "recognizer", str(run / "last.pt"), "--out", str(models),
+                                   "--calibration-crops", "8"])
+    assert exported.exit_code == 0, exported.output
+    folder = models / "recognizer"
+    for name in ("encoder.onnx", "decoder.onnx", "vocab.json", "record.json", "MODEL_CARD.md"):
+        assert (folder / name).is_file(), name
+    record = json.loads((folder / "record.json").read_text())
+    assert record["training"]["step"] == 6 and record["training"]["sources"][0]["license"] == "CC0"
+
+    crop = tmp_path / "crop.png"
+    cv2.imwrite(str(crop), draw_crop("3+4"))
+    recognized = runner.invoke(app, ["recognize", str(crop), "--json", "--model", str(folder), "--threads", "1"])
+    assert recognized.exit_code == 0, recognized.output
+    assert set(json.loads(recognized.stdout.splitlines()[-1])) == {"image", "latex", "confidence"}
+
+
+def test_train_and_export_fail_with_one_line_on_bad_input(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 3\nnot_a_field: 1\n")
+    result = runner.invoke(app, ["train", "recognizer", "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "not_a_field" in result.output and "Traceback" not in result.output
+
+    missing_data = tmp_path / "missing.yaml"
+    missing_data.write_text(yaml.safe_dump({"data": {"sources": [{"manifest": str(tmp_path / "no.jsonl"), "weight": 1}]}}))
+    result = runner.invoke(app, ["train", "recognizer", "--config", str(missing_data), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "missing manifest" in result.output
+
+    result = runner.invoke(app, ["export", "recognizer", str(tmp_path / "none.pt"), "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "no checkpoint" in result.output
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["export", "recognizer", str(junk), "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "not a recognizer checkpoint" in result.output
