@@ -1,7 +1,13 @@
 """Offline evaluation: metrics (pure functions), slices, reports, the requirement gate."""
 
 from susik.eval.metrics import (
-    RecognitionMetrics, SampleScore, aggregate, corpus_bleu, recognition_metrics, score_sample, score_tokens,
+    RecognitionMetrics,
+    SampleScore,
+    aggregate,
+    corpus_bleu,
+    recognition_metrics,
+    score_sample,
+    score_tokens,
     token_edit_distance,
 )
 
