@@ -88,6 +88,15 @@ class Pipeline:
         self.orienter = orienter
 
     @classmethod
+    def default(cls, threads: int | None = None) -> Pipeline:
+        """The bundled models in models/: ONNX detector, deskew orienter, ONNX recognizer."""
+        from susik.runtime.detector import OnnxDetector  # the runtime imports this module: import late
+        from susik.runtime.orient import DeskewOrienter
+        from susik.runtime.recognizer import OnnxRecognizer
+
+        return cls(OnnxDetector.load(threads=threads), OnnxRecognizer.default(threads), DeskewOrienter())
+
+    @classmethod
     def for_crops(cls, recognizer: Recognizer) -> Pipeline:
         """A pipeline for images that are each one formula crop."""
         return cls(WholeImageDetector(), recognizer)

@@ -1,0 +1,103 @@
+"""`susik train detector` and `susik export detector`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+_err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _fail(message: str) -> None:
+    _err.print(f"error: {message}", markup=False)
+    raise typer.Exit(1)
+
+
+def train_detector(
+    config: Annotated[Path, typer.Option(help="training config YAML (configs/detector_*.yaml)")] = Path(
+        "configs/detector_small.yaml"),
+    resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (e.g. OUT/last.pt)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (overrides the config's `out`)")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, help="total steps (overrides the config)")] = None,
+) -> None:
+    """Train the formula detector on synthetic pages (made first if the config's caches are missing)."""
+    import yaml
+
+    from susik.models.train_detector import TrainDetectorConfig, train
+
+    try:
+        settings = TrainDetectorConfig.model_validate(yaml.safe_load(config.read_text(encoding="utf-8")))
+    except OSError as error:
+        _fail(f"{config}: cannot read: {error.strerror or error}")
+    except (ValidationError, yaml.YAMLError) as error:
+        _fail(f"{config}: {str(error).splitlines()[0]} ({str(error).count(chr(10))} lines of detail)")
+    updates = {key: value for key, value in (("out", out), ("steps", steps)) if value is not None}
+    settings = settings.model_copy(update=updates)
+    if resume is not None and not resume.is_file():
+        _fail(f"no checkpoint at {resume}")
+    command = "susik " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    columns = (TextColumn("train detector"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=_err) as progress:
+        task = progress.add_task("train", total=settings.steps, status="")
+
+        def log(entry: dict) -> None:
+            if "step" in entry:
+                progress.update(task, completed=entry["step"])
+            if "eval" in entry or "resumed" in entry:
+                progress.console.print(json.dumps(entry), markup=False)
+            elif "loss" in entry:
+                progress.update(task, status=f"loss {entry['loss']:.3f}")
+
+        try:
+            best = train(settings, resume, log, command)
+        except (FileNotFoundError, ValueError) as error:
+            _fail(str(error))
+    typer.echo(f"best checkpoint: {best}")
+
+
+def export_detector_command(
+    checkpoint: Annotated[Path, typer.Argument(help="a detector checkpoint (runs/.../best.pt)")],
+    out: Annotated[Path, typer.Option(help="models folder; writes OUT/detector/{detector.onnx,record.json}")] = Path(
+        "models"),
+    quantize: Annotated[Literal["none", "static-int8"], typer.Option(help="weights: fp32 or static QDQ int8")] = "none",
+    calibration: Annotated[Path | None, typer.Option(help="page manifest whose images calibrate int8")] = None,
+    calibration_pages: Annotated[int, typer.Option(min=1, help="pages used for calibration")] = 32,
+    metrics: Annotated[Path | None, typer.Option(help="JSON of measured figures to put in the record")] = None,
+    params: Annotated[Path | None, typer.Option(help="YAML/JSON of tuned DetectParams (default: the "
+                                                "training config's)")] = None,
+) -> None:
+    """Export a detector checkpoint to ONNX (optionally int8) with its record."""
+    import yaml
+
+    from susik.runtime.detect_export import export_detector
+    from susik.runtime.detector import DetectParams
+
+    if not checkpoint.is_file():
+        _fail(f"no checkpoint at {checkpoint}")
+    pages: list[Path] = []
+    if quantize == "static-int8":
+        if calibration is None or not calibration.is_file():
+            _fail("--quantize static-int8 needs --calibration MANIFEST (a page manifest)")
+        lines = [json.loads(line) for line in calibration.read_text(encoding="utf-8").splitlines() if line.strip()]
+        pages = [calibration.parent / record["image"] for record in lines[:calibration_pages]]
+    measured = json.loads(metrics.read_text(encoding="utf-8")) if metrics is not None else None
+    tuned = None
+    if params is not None:
+        try:
+            tuned = DetectParams.model_validate(yaml.safe_load(params.read_text(encoding="utf-8")))
+        except (OSError, ValidationError, yaml.YAMLError) as error:
+            _fail(f"{params}: {str(error).splitlines()[0]}")
+    with Progress(TextColumn("export detector"), BarColumn(), TimeElapsedColumn(), console=_err,
+                  transient=True) as progress:
+        progress.add_task("export", total=None)
+        record = export_detector(checkpoint, out, quantize, pages, measured, tuned)
+    typer.echo(f"wrote {record}")

@@ -1,0 +1,310 @@
+"""Detector training data: a page cache made once with the composer, and training samples drawn from it.
+
+Cache: `generate_pages` follows the dataset spec's page plan (kinds x conditions x formula counts), renders
+printed formulas with TeX (corpus lines + generated K-12 formulas), takes handwritten ones from a crop
+manifest (CROHME canvases cropped to their ink), composes photographed worksheet pages, downscales them to
+`long_side`, and writes a page manifest (DESIGN.md format) + JPEGs. Page composition runs on `workers`
+processes; the result depends only on the seed.
+
+Samples: `PageSamples` turns a cached page into one training example: a random quarter turn (so every
+orientation is equally common), a random scale and crop, light photometric jitter, and the targets at the
+net's map stride: the shrunk kernel of each formula, an ignore mask, and a handwritten map with its mask.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from susik.data.geometry import rotate_quarter_points
+from susik.runtime.detector import MAP_STRIDE, MEAN, STD, offset_polygon, shrink_distance
+
+LICENSE_NOTE = "synthetic pages: printed formulas rendered from the corpus/K-12 generator; handwriting from {hw}"
+
+
+class GenerateConfig(BaseModel):
+    """How the page cache is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(3000, ge=1)
+    seed: int = 0
+    spec: Path = Path("specs/dataset.yaml")
+    corpus: Path | None = Field(None, description="formula corpus (one LaTeX a line); None: K-12 generator only")
+    generated_ratio: float = Field(0.5, ge=0, le=1, description="share of printed formulas from the generator")
+    handwritten: Path | None = Field(None, description="crop manifest of handwritten formulas (e.g. CROHME)")
+    long_side: int | None = Field(800, ge=64, description="downscale pages to this long side; None keeps them")
+    jpeg_quality: int = Field(92, ge=50, le=100)
+    workers: int = Field(2, ge=1)
+    chunk: int = Field(20, ge=1, description="pages per task (one TeX run per font per task)")
+
+
+# --- generating the cache ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Task:
+    config: GenerateConfig
+    index: int
+    plans: tuple  # tuple[PagePlan, ...]
+    first: int  # number of the task's first page
+    out: Path
+
+
+def _handwritten_pool(manifest: Path | None) -> list[tuple[Path, str]]:
+    if manifest is None:
+        return []
+    folder = manifest.parent
+    pool = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            pool.append((folder / record["image"], record["latex"]))
+    return pool
+
+
+def _compose_chunk(task: _Task) -> list[dict]:
+    """Compose and write the pages of one task; returns their manifest records."""
+    from susik.data.compose import FormulaCrop, PageComposer
+    from susik.data.corpus import FormulaSource
+    from susik.data.crops import restore_crohme
+    from susik.data.render import TexRenderer
+
+    config = task.config
+    rng = np.random.default_rng([config.seed, task.index])
+    source = iter(FormulaSource(rng, config.corpus, config.generated_ratio if config.corpus else 1.0))
+    pool = _handwritten_pool(config.handwritten)
+    kinds_per_page = [_formula_kinds(plan, rng, bool(pool)) for plan in task.plans]
+    printed_latex = [next(source).latex for kinds in kinds_per_page for kind in kinds if kind == "printed"]
+    # TeX rejects a few formulas: render spares so each page still gets its count.
+    spares = [next(source).latex for _ in range(len(printed_latex) // 10 + 2)]
+    rendered = [r for r in TexRenderer().render(printed_latex + spares, rng) if r is not None]
+    printed = iter(rendered)
+    composer = PageComposer()
+    records = []
+    for offset, (plan, kinds) in enumerate(zip(task.plans, kinds_per_page, strict=True)):
+        crops = []
+        for kind in kinds:
+            if kind == "printed":
+                formula = next(printed, None)
+                if formula is not None:
+                    crops.append(FormulaCrop(formula.image, formula.latex, "printed"))
+            else:
+                path, latex = pool[int(rng.integers(len(pool)))]
+                gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+                if gray is not None:
+                    crops.append(FormulaCrop(_thicken(restore_crohme(gray), rng), latex, "handwritten"))
+        if not crops:
+            continue
+        page = composer.compose(crops, rng, plan.conditions)
+        name = f"images/{task.first + offset:06d}.jpg"
+        image, regions = _downscale(page.image, page.regions, config.long_side)
+        cv2.imwrite(str(task.out / name), image, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
+        height, width = image.shape[:2]
+        records.append({
+            "image": name, "width": width, "height": height, "orientation": page.orientation,
+            "regions": regions, "conditions": list(page.conditions) or ["clean"], "source": "susik-synth-pages",
+            "license": LICENSE_NOTE.format(hw=config.handwritten.name if config.handwritten else "none"),
+        })
+    return records
+
+
+def _formula_kinds(plan, rng: np.random.Generator, have_handwriting: bool) -> list[str]:
+    if plan.kind == "printed" or not have_handwriting:
+        return ["printed"] * plan.n_formulas
+    if plan.kind == "handwritten":
+        return ["handwritten"] * plan.n_formulas
+    kinds = ["printed", "handwritten"] + [str(rng.choice(["printed", "handwritten"])) for _ in range(plan.n_formulas - 2)]
+    return [kinds[i] for i in rng.permutation(len(kinds))]
+
+
+def _thicken(gray: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """CROHME strokes are 2-3 px on a 246-px canvas and vanish when the composer shrinks a formula to text
+    size; a pen is thicker than that relative to the writing, so grow the ink by 0-2 px."""
+    grow = int(rng.integers(0, 3))
+    if grow == 0:
+        return gray
+    return cv2.erode(gray, np.ones((grow + 1, grow + 1), np.uint8))
+
+
+def _downscale(image: np.ndarray, regions, long_side: int | None) -> tuple[np.ndarray, list[dict]]:
+    height, width = image.shape[:2]
+    scale = 1.0 if long_side is None else min(1.0, long_side / max(height, width))
+    if scale < 1.0:
+        image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+
+    def move(points: np.ndarray) -> list[list[float]]:
+        return np.round((np.asarray(points) + 0.5) * scale - 0.5, 2).tolist()
+
+    return image, [
+        {"quad": move(r.quad), "polygon": move(r.polygon), "latex": r.latex, "kind": r.kind} for r in regions
+    ]
+
+
+def generate_pages(config: GenerateConfig, out: Path, on_page: Callable[[int], None] | None = None) -> Path:
+    """Write `out`/manifest.jsonl and `out`/images/*.jpg; returns the manifest path."""
+    from susik.spec.dataset import load_spec, plan_pages
+
+    spec = load_spec(config.spec)
+    plans = plan_pages(spec.pages, config.n, np.random.default_rng([config.seed, 1 << 20]))
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    tasks = [
+        _Task(config, index, tuple(plans[start : start + config.chunk]), start, out)
+        for index, start in enumerate(range(0, len(plans), config.chunk))
+    ]
+    manifest = out / "manifest.jsonl"
+    with manifest.open("w", encoding="utf-8") as handle:
+        for records in _map(tasks, config.workers):
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if on_page is not None:
+                on_page(len(records))
+    return manifest
+
+
+def _map(tasks: list[_Task], workers: int) -> Iterator[list[dict]]:
+    if workers <= 1:
+        yield from map(_compose_chunk, tasks)
+        return
+    # spawn: a forked child would inherit the parent's torch/OpenMP threads in a broken state
+    with get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_compose_chunk, tasks)
+
+
+# --- training samples ----------------------------------------------------------------------------------
+
+
+class SampleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(416, ge=64, description="square training crop (a multiple of 32)")
+    scale: tuple[float, float] = Field((0.7, 1.0), description="page rescale range before cropping")
+    quarter_turn_share: float = Field(0.6, ge=0, le=1, description="pages given an extra random quarter turn")
+    # Pages are filled from the top and formulas cover a few percent of them: a uniform crop often holds
+    # none, and the kernel head learned nothing in 175 steps that way (measured). Most crops hold one.
+    focus_share: float = Field(0.8, ge=0, le=1, description="crops placed so a random formula is inside")
+    gray_share: float = Field(0.1, ge=0, le=1)
+    shrink: float = Field(0.5, gt=0, lt=1)
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    image: bytes  # the encoded JPEG, decoded per sample (keeps thousands of pages in little memory)
+    orientation: int
+    polygons: tuple[np.ndarray, ...]
+    handwritten: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: np.ndarray  # (3, S, S) float32, normalised
+    kernel: np.ndarray  # (S/2, S/2) float32 0/1
+    kernel_mask: np.ndarray  # (S/2, S/2) float32: 0 where a formula too small to shrink is ignored
+    handwritten: np.ndarray  # (S/2, S/2) float32 0/1
+    kind_mask: np.ndarray  # (S/2, S/2) float32: 1 inside formulas
+    orientation: int  # class index 0..3
+
+
+def read_pages(manifest: Path) -> list[PageRecord]:
+    folder = manifest.parent
+    pages = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        pages.append(PageRecord(
+            image=(folder / record["image"]).read_bytes(),
+            orientation=int(record["orientation"]),
+            polygons=tuple(np.asarray(r["polygon"] or r["quad"], dtype=np.float64) for r in record["regions"]),
+            handwritten=tuple(r["kind"] == "handwritten" for r in record["regions"]),
+        ))
+    return pages
+
+
+def make_sample(page: PageRecord, config: SampleConfig, rng: np.random.Generator) -> Sample:
+    image = cv2.imdecode(np.frombuffer(page.image, np.uint8), cv2.IMREAD_COLOR)
+    polygons = list(page.polygons)
+    orientation = page.orientation
+    if rng.random() < config.quarter_turn_share:
+        turns = int(rng.integers(1, 4))
+        height, width = image.shape[:2]
+        polygons = [rotate_quarter_points(p, width, height, turns) for p in polygons]
+        image = np.ascontiguousarray(np.rot90(image, k=-turns))  # k < 0: clockwise, as the points
+        orientation = (orientation + 90 * turns) % 360
+    scale = float(rng.uniform(*config.scale))
+    height, width = image.shape[:2]
+    image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    polygons = [(p + 0.5) * scale - 0.5 for p in polygons]
+    focus = None
+    if polygons and rng.random() < config.focus_share:
+        focus = polygons[int(rng.integers(len(polygons)))].mean(axis=0)
+    canvas, offset = _random_crop(image, config.size, rng, focus)
+    polygons = [p - offset for p in polygons]
+    canvas = _jitter(canvas, config, rng)
+    kernel, kernel_mask, handwritten, kind_mask = draw_targets(polygons, page.handwritten, config.size, config.shrink)
+    tensor = ((canvas.astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1)
+    return Sample(tensor, kernel, kernel_mask, handwritten, kind_mask, orientation // 90)
+
+
+def _random_crop(image: np.ndarray, size: int, rng: np.random.Generator,
+                 focus: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size window (padded with a flat grey where the page is smaller) and the page point at its
+    top-left; with `focus`, the window holds that point (away from its border by an eighth of the size)."""
+    height, width = image.shape[:2]
+    low_x, high_x = min(0, width - size), max(0, width - size)
+    low_y, high_y = min(0, height - size), max(0, height - size)
+    if focus is not None:
+        margin = size // 8
+        low_x, high_x = max(low_x, int(focus[0]) - size + margin), min(high_x, int(focus[0]) - margin)
+        low_y, high_y = max(low_y, int(focus[1]) - size + margin), min(high_y, int(focus[1]) - margin)
+        low_x, low_y = min(low_x, high_x), min(low_y, high_y)
+    x0 = int(rng.integers(low_x, high_x + 1))
+    y0 = int(rng.integers(low_y, high_y + 1))
+    canvas = np.full((size, size, 3), int(rng.integers(40, 220)), np.uint8)
+    src_x, src_y = max(0, x0), max(0, y0)
+    dst_x, dst_y = src_x - x0, src_y - y0
+    w, h = min(width - src_x, size - dst_x), min(height - src_y, size - dst_y)
+    canvas[dst_y : dst_y + h, dst_x : dst_x + w] = image[src_y : src_y + h, src_x : src_x + w]
+    return canvas, np.array([x0, y0], dtype=np.float64)
+
+
+def _jitter(image: np.ndarray, config: SampleConfig, rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < config.gray_share:
+        image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    gain, lift = rng.uniform(0.8, 1.15), rng.uniform(-20, 20)
+    return np.clip(image.astype(np.float32) * gain + lift, 0, 255).astype(np.uint8)
+
+
+def draw_targets(
+    polygons: list[np.ndarray], handwritten: tuple[bool, ...], size: int, shrink: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kernel, kernel mask, handwritten and kind mask maps (size/2 square) for polygons in input pixels."""
+    side = size // MAP_STRIDE
+    kernel = np.zeros((side, side), np.float32)
+    kernel_mask = np.ones((side, side), np.float32)
+    hand = np.zeros((side, side), np.float32)
+    kind_mask = np.zeros((side, side), np.float32)
+
+    def to_map(points: np.ndarray) -> np.ndarray:
+        # input pixel-centre coords -> map pixel-centre coords, in 1/16 px for cv2's sub-pixel fill
+        return np.round(((points + 0.5) / MAP_STRIDE - 0.5) * 16).astype(np.int32)
+
+    for polygon, is_hand in zip(polygons, handwritten, strict=True):
+        outline = to_map(polygon)
+        cv2.fillPoly(kind_mask, [outline], 1.0, cv2.LINE_8, 4)
+        if is_hand:
+            cv2.fillPoly(hand, [outline], 1.0, cv2.LINE_8, 4)
+        inner = offset_polygon(polygon, -shrink_distance(polygon, shrink))
+        if inner is None or len(inner) < 3:
+            cv2.fillPoly(kernel_mask, [outline], 0.0, cv2.LINE_8, 4)
+            continue
+        cv2.fillPoly(kernel, [to_map(inner)], 1.0, cv2.LINE_8, 4)
+    return kernel, kernel_mask, hand, kind_mask

@@ -1,0 +1,176 @@
+"""Export a detector checkpoint to ONNX (+ optional static int8) and write its record beside it.
+
+The exported graph ends in the probabilities (sigmoid maps, softmax orientation), so serving only thresholds.
+Static QDQ int8 (per-channel weights, activations calibrated on real pages) is the int8 form that suits a
+CNN; whether it pays is measured, not assumed: `benchmarks/bench_pipeline.py` times both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from susik.models.detector import FormulaDetector, count_parameters
+from susik.models.registry import RECORD_NAME, TrainingInfo, file_entry
+from susik.models.train_detector import load_model
+from susik.runtime.detector import DetectorRecord, DetectParams, preprocess
+
+Quantization = Literal["none", "static-int8"]
+
+
+class _Probabilities(nn.Module):
+    def __init__(self, model: FormulaDetector) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps, orientation = self.model(images)
+        return torch.sigmoid(maps), torch.softmax(orientation, dim=1)
+
+
+def export_onnx(model: FormulaDetector, path: Path, opset: int = 17) -> Path:
+    """The model as ONNX with dynamic batch, height and width (multiples of 32)."""
+    wrapped = _Probabilities(model).eval()  # the exporter restores the wrapper's mode afterwards: keep it eval
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 3, 256, 320)
+    torch.onnx.export(
+        wrapped, (example,), str(path), input_names=["images"], output_names=["maps", "orientation"],
+        dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "h2", 3: "w2"},
+                      "orientation": {0: "batch"}},
+        opset_version=opset, dynamo=False,
+    )
+    return path
+
+
+def _calibration_inputs(images: list[Path], long_side: int) -> Iterator[dict[str, np.ndarray]]:
+    for image_path in images:
+        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if image is not None:
+            yield {"images": preprocess(image, long_side)[0]}
+
+
+def quantize_static(source: Path, target: Path, calibration: list[Path], long_side: int) -> Path:
+    """Static QDQ int8: per-channel weights, activation ranges from `calibration` pages."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.inputs = _calibration_inputs(calibration, long_side)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.inputs, None)
+
+    prepared = target.with_suffix(".pre.onnx")
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    try:
+        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        prepared.unlink(missing_ok=True)
+    return target
+
+
+def export_detector(checkpoint: Path, out: Path, quantization: Quantization = "none",
+                    calibration: list[Path] | None = None, metrics: dict | None = None,
+                    params: DetectParams | None = None) -> Path:
+    """Write out/detector/{detector.onnx, record.json}; returns the record path."""
+    model, meta = load_model(checkpoint)
+    folder = out / "detector"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "detector.onnx"
+    train_config = meta["train_config"]
+    params = params or DetectParams.model_validate(train_config["params"])
+    if quantization == "static-int8":
+        if not calibration:
+            raise ValueError("static int8 needs calibration pages")
+        fp32 = export_onnx(model, folder / "detector.fp32.onnx")
+        quantize_static(fp32, target, calibration, params.long_side)
+        fp32.unlink()
+    else:
+        export_onnx(model, target)
+    entry = file_entry(folder, target)
+    record = DetectorRecord(
+        version=hashlib.sha256(entry.sha256.encode()).hexdigest()[:12],
+        created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        architecture=meta["model_config"],
+        parameters=count_parameters(model),
+        files={"model": entry},
+        params=params,
+        quantization=quantization,
+        training=TrainingInfo(
+            command=str(meta.get("command", "susik train detector")),
+            config=train_config,
+            step=int(meta["step"]),
+            best_metric=float(meta["best_f1"]),
+            data_versions={str(train_config["train_pages"]): str(meta["data_version"])},
+            sources=_sources(train_config),
+        ),
+        metrics=metrics or {},
+    )
+    path = folder / RECORD_NAME
+    path.write_text(record.model_dump_json(indent=2) + "\n")
+    (folder / "MODEL_CARD.md").write_text(model_card(record), encoding="utf-8")
+    return path
+
+
+def model_card(record: DetectorRecord) -> str:
+    """The detector's model card, generated from its record so the two cannot disagree."""
+    arch, params = record.architecture, record.params
+    lines = [
+        f"# {record.name} — model card",
+        "",
+        f"Version `{record.version}`, exported {record.created}. Generated from `{RECORD_NAME}`.",
+        "",
+        "## What it does",
+        ("Finds every formula (display and inline, printed and handwritten) on a photo of a worksheet or "
+         "notebook page and returns it as a quad (clockwise from the formula's own top-left) and a polygon in the "
+         "original image's pixels, with its kind; also predicts the page's orientation (0/90/180/270). Ordinary "
+         "text lines are not formulas."),
+        "",
+        "## Architecture",
+        (f"- DB-style segmentation net: plain-conv + inverted-residual backbone (widths {arch.get('widths')}, "
+         f"depths {arch.get('depths')}), FPN-lite at stride 4, transposed conv to stride 2; heads: shrunk "
+         "formula kernel, handwritten probability, page orientation (4-way, pooled deepest features)."),
+        (f"- {record.parameters / 1e6:.2f} M parameters; quantisation: {record.quantization}; "
+         f"{sum(e.bytes for e in record.files.values()) / 1e6:.2f} MB."),
+        f"- Input: the page downscaled to long side {params.long_side} (never upscaled), {record.input}.",
+        (f"- Postprocessing: kernel > {params.kernel_threshold}, blobs with mean probability > "
+         f"{params.box_threshold}, grown back by the exact inverse of the training shrink ({params.shrink})."),
+        "",
+        "## Training",
+        (f"- Command: `{record.training.command}`; step {record.training.step}; held-out F1 "
+         f"{round(record.training.best_metric or 0.0, 4)} (in-training evaluation on a subset of the held-out "
+         "pages, at the training config's thresholds)."),
+        "- Data: synthetic pages only (composed worksheet photos with exact quads).",
+    ]
+    lines += [f"  - {s.get('name', '?')}: {s.get('license', 'unknown')}" for s in record.training.sources]
+    lines += ["", "## Measured", ""]
+    if record.metrics:
+        lines += [f"- {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in record.metrics.items()]
+    else:
+        lines += ["- nothing recorded: run `benchmarks/bench_pipeline.py --out FILE`, then export with `--metrics FILE`."]
+    lines += ["", "## Files", ""]
+    lines += [f"- `{e.path}` — {e.bytes / 1e6:.2f} MB, sha256 `{e.sha256}`" for e in record.files.values()]
+    return "\n".join(lines) + "\n"
+
+
+def _sources(train_config: dict) -> list[dict[str, str]]:
+    generate = train_config.get("generate_train") or {}
+    sources = [{"name": "synthetic pages (susik.data.compose, Nanum fonts, TeX fonts)", "license": "generated"}]
+    if generate.get("corpus"):
+        sources.append({"name": f"printed formulas rendered from {generate['corpus']} + K-12 generator",
+                        "license": "corpus licence unknown; research use"})
+    if generate.get("handwritten"):
+        sources.append({"name": f"handwriting from {generate['handwritten']} (CROHME)",
+                        "license": "CC BY-NC-SA 3.0 (believed): non-commercial, share-alike"})
+    return sources

@@ -1,0 +1,183 @@
+"""The torch detector on tiny configs: shapes, targets, a few training steps, checkpoints, ONNX export."""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from susik.eval.detect_match import polygon_iou
+from susik.models.detector import DetectorConfig, FormulaDetector, count_parameters
+from susik.models.detector_data import PageRecord, SampleConfig, draw_targets, make_sample, read_pages
+from susik.models.train_detector import (
+    TrainDetectorConfig,
+    detector_loss,
+    learning_rate,
+    load_model,
+    make_batch,
+    train,
+    train_step,
+)
+from susik.runtime.detector import DetectParams, OnnxDetector, postprocess
+
+TINY = DetectorConfig(widths=(8, 8, 8, 16, 16), depths=(0, 1, 1, 1, 1), fpn=8, head=8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only waits (40 ms per batch norm on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_forward_shapes_and_size_of_the_default_net():
+    model = FormulaDetector(TINY).eval()
+    maps, orientation = model(torch.zeros(2, 3, 64, 96))
+    assert maps.shape == (2, 2, 32, 48) and orientation.shape == (2, 4)
+    assert count_parameters(FormulaDetector()) < 1_000_000
+
+
+def test_targets_round_trip_through_postprocessing():
+    quad = np.array([[40, 60], [240, 60], [240, 84], [40, 84]], float)
+    tilted = np.array([[30, 150], [200, 120], [204, 150], [34, 180]], float)
+    kernel, mask, hand, kind_mask = draw_targets([quad, tilted], (False, True), 256, 0.5)
+    assert mask.all() and kind_mask.sum() > kernel.sum() > 0
+    page = postprocess(kernel, hand, np.eye(4)[0], 1.0, (256, 256), DetectParams())
+    assert len(page.detections) == 2
+    for detection, truth, kind in zip(page.detections, [quad, tilted], ["printed", "handwritten"], strict=True):
+        assert polygon_iou(detection.quad.points, truth) > 0.85
+        assert detection.kind == kind
+
+
+def _page_file(tmp_path: Path) -> Path:
+    image = np.full((200, 300, 3), 235, np.uint8)
+    cv2.rectangle(image, (30, 40), (150, 60), (20, 20, 20), -1)
+    cv2.imwrite(str(tmp_path / "page.jpg"), image)
+    region = {"quad": [[28, 38], [152, 38], [152, 62], [28, 62]], "polygon": [[28, 38], [152, 38], [152, 62], [28, 62]],
+              "latex": "x", "kind": "printed"}
+    record = {"image": "page.jpg", "width": 300, "height": 200, "orientation": 0, "regions": [region],
+              "conditions": ["clean"], "source": "test", "license": "test"}
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps(record) + "\n")
+    return manifest
+
+
+def test_quarter_turned_samples_carry_their_orientation_and_targets(tmp_path):
+    (page,) = read_pages(_page_file(tmp_path))
+    config = SampleConfig(size=320, scale=(1.0, 1.0), quarter_turn_share=1.0, gray_share=0.0)
+    seen = set()
+    for seed in range(8):
+        sample = make_sample(page, config, np.random.default_rng(seed))
+        seen.add(sample.orientation)
+        ys, xs = np.nonzero(sample.kernel)
+        tall = np.ptp(ys) > np.ptp(xs)
+        assert tall == (sample.orientation in (1, 3))  # a wide formula stands upright on a 90/270 page
+        # the kernel sits on the dark bar in the image
+        image = sample.image.mean(axis=0)
+        assert image[ys * 2, xs * 2].mean() < image.mean() - 1.0
+    assert len(seen) >= 2
+
+
+def test_a_few_steps_reduce_the_loss_and_checkpoints_resume(tmp_path):
+    manifest = _page_file(tmp_path)
+    config = TrainDetectorConfig(
+        model=TINY, train_pages=manifest, val_pages=manifest, sample=SampleConfig(size=96, scale=(0.5, 0.6)),
+        batch_size=2, steps=4, lr=1e-2, warmup=1, log_every=2, eval_every=2, eval_pages=1, out=tmp_path / "run",
+    )
+    torch.manual_seed(0)
+    model = FormulaDetector(TINY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    batch = make_batch(read_pages(manifest), config, 0)
+    first = train_step(model, optimizer, batch, config.loss)["loss"]
+    for _ in range(10):
+        last = train_step(model, optimizer, batch, config.loss)["loss"]
+    assert last < 0.8 * first
+
+    logs = []
+    best = train(config, log=logs.append)
+    assert best.is_file() and (tmp_path / "run" / "last.pt").is_file()
+    assert any("eval" in entry for entry in logs)
+    resumed = []
+    train(config.model_copy(update={"steps": 6}), resume=tmp_path / "run" / "last.pt", log=resumed.append)
+    assert resumed[0]["step"] == 4 and resumed[-1]["step"] == 6
+    model, meta = load_model(tmp_path / "run" / "last.pt")
+    assert meta["step"] == 6 and DetectorConfig.model_validate(meta["model_config"]) == TINY
+
+
+def test_loss_is_finite_on_a_page_without_formulas():
+    model = FormulaDetector(TINY)
+    page = PageRecord(cv2.imencode(".jpg", np.full((64, 64, 3), 200, np.uint8))[1].tobytes(), 0, (), ())
+    sample = make_sample(page, SampleConfig(size=64), np.random.default_rng(0))
+    from susik.models.train_detector import Batch
+
+    batch = Batch(*(torch.from_numpy(getattr(sample, name)[None]) for name in
+                    ("image", "kernel", "kernel_mask", "handwritten", "kind_mask")), torch.tensor([0]))
+    maps, orientation = model(batch.images)
+    losses = detector_loss(maps, orientation, batch, TrainDetectorConfig(train_pages=Path("x")).loss)
+    assert all(torch.isfinite(value) for value in losses.values())
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = TrainDetectorConfig(train_pages=Path("x"), steps=100, warmup=10, lr=1.0)
+    rates = [learning_rate(step, config) for step in range(100)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
+    assert rates[50] < rates[10] and rates[99] < 0.05
+
+
+def test_tiny_random_model_exports_to_onnx_and_matches_torch(tmp_path):
+    from susik.runtime.detect_export import export_onnx
+
+    torch.manual_seed(0)
+    model = FormulaDetector(TINY).eval()
+    path = export_onnx(model, tmp_path / "detector.onnx")
+    x = np.random.default_rng(0).normal(size=(1, 3, 96, 128)).astype(np.float32)
+    detector = OnnxDetector(path, threads=1)
+    maps, orientation = detector._run(x)
+    with torch.no_grad():
+        want_maps, want_orientation = model(torch.from_numpy(x))
+    assert np.abs(maps - torch.sigmoid(want_maps).numpy()).max() < 1e-4
+    assert np.abs(orientation - torch.softmax(want_orientation, 1).numpy()).max() < 1e-5
+    # any page size works through the predictor (downscale + pad to 32)
+    assert len(detector([np.zeros((50, 70, 3), np.uint8), np.zeros((900, 400), np.uint8)])) == 2
+
+
+def test_export_writes_a_hash_checked_record_that_loads(tmp_path):
+    from susik.models.registry import IntegrityError
+    from susik.models.train_detector import save_checkpoint
+    from susik.runtime.detect_export import export_detector
+    from susik.runtime.detector import load_detector_record
+
+    config = TrainDetectorConfig(model=TINY, train_pages=Path("pages.jsonl"), params=DetectParams(long_side=320))
+    model = FormulaDetector(TINY)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / "best.pt", model, optimizer, 7, 0.5, config, "abc", "susik train detector --x")
+    path = export_detector(tmp_path / "best.pt", tmp_path / "models", metrics={"f1": 0.5})
+    record = load_detector_record(path.parent)
+    assert record.params.long_side == 320 and record.training.step == 7 and record.training.command.endswith("--x")
+    assert record.architecture["widths"] == list(TINY.widths) and record.metrics == {"f1": 0.5}
+    assert "0.5" in (path.parent / "MODEL_CARD.md").read_text()
+    assert OnnxDetector.load(path.parent).params.long_side == 320
+    (path.parent / "detector.onnx").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError):
+        OnnxDetector.load(path.parent)
+
+
+@pytest.mark.skipif(__import__("shutil").which("latex") is None, reason="needs TeX (latex + dvipng)")
+def test_page_cache_follows_the_plan_and_is_downscaled(tmp_path):
+    from susik.models.detector_data import GenerateConfig, generate_pages
+
+    spec = Path(__file__).resolve().parents[1] / "specs" / "dataset.yaml"
+    config = GenerateConfig(n=2, seed=3, spec=spec, long_side=400, workers=1)
+    manifest = generate_pages(config, tmp_path / "cache")
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        image = cv2.imread(str(tmp_path / "cache" / record["image"]))
+        assert max(image.shape[:2]) == 400 == max(record["width"], record["height"])
+        assert record["regions"] and all(r["kind"] == "printed" for r in record["regions"])
+        quads = np.array([r["quad"] for r in record["regions"]])
+        assert quads.min() >= -1 and quads[..., 0].max() <= record["width"] and quads[..., 1].max() <= record["height"]
