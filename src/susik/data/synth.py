@@ -7,6 +7,7 @@ Pages are made in fixed-size chunks on a process pool. A chunk's formulas, fonts
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -151,9 +152,14 @@ def synthesize(spec: PageSpec, n: int, seed: int, config: SynthConfig, render: R
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
                              initargs=(config, render)) as pool:
-        pending: list[Future[ChunkResult]] = [pool.submit(_make_chunk, c, seed, i) for i, c in enumerate(chunks)]
-        for future in pending:
-            yield future.result()
+        # At most two chunks per worker in flight: finished pages wait in memory only until they are written.
+        pending: deque[Future[ChunkResult]] = deque()
+        for index, chunk in enumerate(chunks):
+            pending.append(pool.submit(_make_chunk, chunk, seed, index))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def write_pages(results: Iterator[ChunkResult], out: Path, jpeg_quality: int, on_page=None) -> tuple[int, int]:
