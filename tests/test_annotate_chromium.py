@@ -1,13 +1,9 @@
 """The labeling page in headless Chromium: draw a quad, type LaTeX, see KaTeX, save, reload, export, import."""
 
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
+from browser import headless_chromium, needs_chromium, serve_in_thread
 from test_annotate_api import make_dataset
 
 from susik.annotate.app import create_app, find_katex
@@ -15,15 +11,12 @@ from susik.annotate.interop import export_labelstudio, import_labelstudio
 from susik.annotate.store import SIDECAR, Dataset, read_events
 from susik.data.manifest import read_manifest
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
 SCREENSHOT = Path("/tmp/susik-annotate.png")
 CORNERS = [(60.0, 40.0), (220.0, 44.0), (218.0, 90.0), (58.0, 86.0)]  # image pixels, clockwise from top-left
 MOVED = (230.0, 100.0)  # where corner 3 is dragged to
 LATEX = r"\sqrt{x}+\frac{1}{2}"
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and CHROMEDRIVER), reason="needs Debian chromium + chromium-driver"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -31,44 +24,14 @@ def server(tmp_path):
     if find_katex() is None:
         pytest.skip("KaTeX not installed: run scripts/setup.sh (npm ci)")
     dataset = Dataset(make_dataset(tmp_path / "ds"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dataset), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield dataset, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(dataset)) as url:
+        yield dataset, url
 
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,800",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path / "chromium", "1400,800") as driver:
+        yield driver
 
 
 def on_screen(driver, x: float, y: float) -> tuple[int, int]:

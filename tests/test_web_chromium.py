@@ -1,24 +1,17 @@
 """The web page in headless Chromium: upload a photo, see regions and KaTeX, correct one, find it stored."""
 
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
+from browser import headless_chromium, needs_chromium, serve_in_thread
 
 from susik.serve import Settings, create_app
 from susik.serve.app import find_katex
 from susik.serve.fakes import FAKE_LATEX, fake_pipelines, sample_photo
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver")
 SCREENSHOT = Path("/tmp/susik-web.png")
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and CHROMEDRIVER), reason="needs Debian chromium + chromium-driver"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -27,42 +20,14 @@ def server(tmp_path):
     if find_katex(settings) is None:
         pytest.skip("KaTeX not installed: run scripts/setup.sh (npm ci)")
     app = create_app(settings, pipeline_factory=lambda _: fake_pipelines())
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield app, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield app, url
 
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1200,900",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path / "chromium", "1200,900") as driver:
+        yield driver
 
 
 def test_upload_see_regions_and_katex_then_correct_a_formula(server, browser, tmp_path):
