@@ -25,13 +25,7 @@ from susik.runtime.detector import DetectParams, OnnxDetector, postprocess
 TINY = DetectorConfig(widths=(8, 8, 8, 16, 16), depths=(0, 1, 1, 1, 1), fpn=8, head=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second OpenMP thread only waits (40 ms per batch norm on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_forward_shapes_and_size_of_the_default_net():

@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 from PIL import Image
-from recognizer_helpers import confident_model, draw_crop, export_tiny_bundle, random_text, tiny_config, vocab
+from recognizer_helpers import confident_model, draw_crop, random_text, tiny_config, vocab
 
 from susik.models.registry import IntegrityError, ModelNotFoundError, get_model, load_record, resolve
 from susik.results import Recognition
@@ -40,17 +40,7 @@ from susik.runtime.preprocess import (
 from susik.runtime.recognizer import OnnxRecognizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return export_tiny_bundle(tmp_path_factory.mktemp("models"))
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # --- image loading ------------------------------------------------------------------------------------------
@@ -330,8 +320,8 @@ def test_onnx_matches_torch_and_int8_mostly_agrees(tmp_path):
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(encoder_q)).graph.node}
 
 
-def test_recognizer_returns_one_result_per_crop_in_order(bundle):
-    recognizer = OnnxRecognizer.load(bundle, threads=1)
+def test_recognizer_returns_one_result_per_crop_in_order(tiny_bundle):
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
     assert recognizer([]) == []
     crops = _crops(5, seed=2)
     blank = np.full((40, 90), 240, np.uint8)
@@ -345,8 +335,8 @@ def test_recognizer_returns_one_result_per_crop_in_order(bundle):
     assert len(beamed) == 2
 
 
-def test_recognizer_accepts_bgr_and_gray_alike(bundle):
-    recognizer = OnnxRecognizer.load(bundle, threads=1)
+def test_recognizer_accepts_bgr_and_gray_alike(tiny_bundle):
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
     gray = _crops(1, seed=3)[0]
     bgr = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     assert recognizer([gray]) == recognizer([bgr])
@@ -355,18 +345,18 @@ def test_recognizer_accepts_bgr_and_gray_alike(bundle):
 # --- registry -----------------------------------------------------------------------------------------------
 
 
-def test_bundle_record_describes_the_model(bundle):
-    record = load_record(bundle)
+def test_bundle_record_describes_the_model(tiny_bundle):
+    record = load_record(tiny_bundle)
     assert set(record.files) == {"encoder", "decoder", "vocab"}
     assert record.quantization == {"encoder": "static-int8", "decoder": "dynamic-int8"}
     assert record.training.command.startswith("susik train recognizer")
     assert record.preprocess.height == 32 and tuple(record.stride) == (8, 8)
     assert record.decode.max_tokens < record.architecture["max_tokens"]  # positions beyond the table: never
     assert record.metrics["export_check"]["max_logit_diff_fp32"] < 1e-3
-    card = (bundle / "MODEL_CARD.md").read_text()
+    card = (tiny_bundle / "MODEL_CARD.md").read_text()
     assert record.version in card and "susik train recognizer" in card and "CC0" in card
-    assert json.loads((bundle / "record.json").read_text())["name"] == "recognizer"
-    assert resolve(bundle / "record.json").version == record.version
+    assert json.loads((tiny_bundle / "record.json").read_text())["name"] == "recognizer"
+    assert resolve(tiny_bundle / "record.json").version == record.version
 
 
 def test_get_model_explains_how_to_make_a_missing_model(tmp_path):
@@ -376,16 +366,16 @@ def test_get_model_explains_how_to_make_a_missing_model(tmp_path):
         resolve(tmp_path / "elsewhere" / "record.json")
 
 
-def test_tampered_weights_are_refused(bundle, tmp_path):
+def test_tampered_weights_are_refused(tiny_bundle, tmp_path):
     copy = tmp_path / "recognizer"
     copy.mkdir()
-    for path in bundle.iterdir():
+    for path in tiny_bundle.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
     decoder = copy / "decoder.onnx"
     decoder.write_bytes(decoder.read_bytes()[:-1] + b"\x00")
     with pytest.raises(IntegrityError, match="sha256"):
         OnnxRecognizer.load(copy)
-    assert get_model("recognizer", tmp_path).version == load_record(bundle).version
+    assert get_model("recognizer", tmp_path).version == load_record(tiny_bundle).version
 
 
 def test_confidence_of_blank_and_guarded_outputs_is_zero():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from recognizer_helpers import draw_crop, export_tiny_bundle, random_text
+from recognizer_helpers import draw_crop, random_text
 from typer.testing import CliRunner
 
 from susik.cli import app
@@ -18,17 +18,7 @@ from susik.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return export_tiny_bundle(tmp_path_factory.mktemp("models"))
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _write_crops(folder: Path, count: int, seed: int) -> Path:
@@ -57,10 +47,10 @@ def _bad_images(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def test_recognize_json_reports_each_image_and_goes_on_after_bad_ones(bundle, tmp_path):
+def test_recognize_json_reports_each_image_and_goes_on_after_bad_ones(tiny_bundle, tmp_path):
     paths = _bad_images(tmp_path)
     order = ["good", "garbage", "blank", "tiny", "missing", "good"]
-    result = runner.invoke(app, ["recognize", *(str(paths[n]) for n in order), "--json", "--model", str(bundle),
+    result = runner.invoke(app, ["recognize", *(str(paths[n]) for n in order), "--json", "--model", str(tiny_bundle),
                                  "--threads", "1", "--batch-size", "2"])
     assert result.exit_code == 1  # some images failed, all were answered
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -74,10 +64,10 @@ def test_recognize_json_reports_each_image_and_goes_on_after_bad_ones(bundle, tm
     assert "no such file" in missing["error"]
 
 
-def test_recognize_prints_a_table_without_json(bundle, tmp_path):
+def test_recognize_prints_a_table_without_json(tiny_bundle, tmp_path):
     path = tmp_path / "crop.png"
     cv2.imwrite(str(path), draw_crop("7=x"))
-    result = runner.invoke(app, ["recognize", str(path), "--model", str(bundle), "--threads", "1", "--beam", "2"])
+    result = runner.invoke(app, ["recognize", str(path), "--model", str(tiny_bundle), "--threads", "1", "--beam", "2"])
     assert result.exit_code == 0, result.output
     assert "crop.png" in result.stdout and "confidence" in result.stdout
 

@@ -28,13 +28,7 @@ from susik.runtime.preprocess import pad_batch, preprocess
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The test machine is shared; two OpenMP threads fighting other jobs are ~10x slower than one.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _source(seed: int, worker: int, workers: int):
