@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from recognizer_helpers import confident_model, draw_crop, random_text, tiny_config, vocab
 
 from susik.models.registry import IntegrityError, ModelNotFoundError, get_model, load_record, resolve
@@ -84,6 +84,26 @@ def test_loader_honours_exif_orientation():
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to show
     assert load_image(_encode(image, "JPEG", exif=exif)).shape[:2] == (40, 20)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_fast_jpeg_decode_matches_pillow_under_every_exif_orientation(orientation):
+    rng = np.random.default_rng(orientation)
+    pixels = np.kron(rng.integers(0, 255, (6, 10, 3), np.uint8), np.ones((8, 8, 1), np.uint8))  # 48 x 80
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(Image.fromarray(pixels), "JPEG", exif=exif, quality=95)
+    expected = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    out = load_image(data)
+    assert out.shape[:2] == (expected.height, expected.width)
+    assert np.abs(out[:, :, ::-1].astype(int) - np.asarray(expected, dtype=int)).mean() < 2.0
+
+
+def test_truncated_jpeg_is_an_error_not_grey_rows():
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    data = _encode(Image.fromarray(pixels), "JPEG")
+    with pytest.raises(ImageLoadError, match="cannot decode"):
+        load_image(data[: len(data) // 2])
 
 
 @pytest.mark.parametrize(

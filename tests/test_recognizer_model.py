@@ -12,6 +12,7 @@ import torch
 from pydantic import ValidationError
 from recognizer_helpers import ALPHABET, draw_crop, random_text, tiny_config, vocab
 
+from susik.latex import Vocabulary
 from susik.models.recognizer import NEG_INF, Recognizer, RecognizerConfig, fold_batchnorm, memory_padding
 from susik.models.train_recognizer import (
     BucketedBatches,
@@ -234,6 +235,27 @@ def test_resume_refuses_another_architecture(tmp_path):
     wider = config.model_copy(update={"model": config.model.model_copy(update={"ffn": 128})})
     with pytest.raises(ValueError, match="another model config"):
         fit(wider, _source, [], vocab(), tmp_path / "run", resume=True, log=lambda _: None)
+
+
+def test_init_warm_starts_a_fresh_schedule_from_another_runs_weights(tmp_path):
+    config = _tiny_train_config(steps=6)
+    first = fit(config, _source, [], vocab(), tmp_path / "first", log=lambda _: None)
+    trained = load_checkpoint(first.last)
+    # A different vocabulary object on purpose: the warm start takes the checkpoint's, not the caller's.
+    # A learning rate too small to move anything: the second run ends where the first one did.
+    frozen = config.model_copy(update={"optim": config.optim.model_copy(update={"lr": 1e-12})})
+    second = fit(frozen, _source, [], Vocabulary(["<pad>", "<bos>", "<eos>", "<unk>"]), tmp_path / "second",
+                 init=first.last, log=lambda _: None)
+    restarted = load_checkpoint(second.last)
+    assert restarted["step"] == 6 and restarted["vocab"] == trained["vocab"]
+    assert restarted["scheduler"]["last_epoch"] == 6  # a schedule of its own, not a continuation
+    for name, weight in trained["model"].items():
+        if "running_" in name or "num_batches" in name:
+            continue  # batch-norm statistics move without any learning rate
+        assert torch.allclose(restarted["model"][name].float(), weight.float(), atol=1e-6), name
+    wider = config.model_copy(update={"model": config.model.model_copy(update={"ffn": 128})})
+    with pytest.raises(ValueError, match="--init needs the same"):
+        fit(wider, _source, [], vocab(), tmp_path / "third", init=first.last, log=lambda _: None)
 
 
 def test_fit_reports_a_source_without_usable_samples(tmp_path):

@@ -2,7 +2,7 @@
 
 The manifest stays the one source of truth for labels and is rewritten atomically on every save. The sidecar
 `annotations.jsonl` beside it records who did what: one event per save (annotator, seconds spent, the regions
-as saved), per review (verdict) and per pre-annotation (model proposals). It is rewritten atomically too
+as saved), per review (verdict and comment) and per pre-annotation (model proposals). It is rewritten atomically too
 (temp file + fsync + rename), after the manifest, so a crash between the two keeps the edit.
 """
 
@@ -45,8 +45,9 @@ class Event(BaseModel):
     regions: tuple[PageRegion, ...] = ()
     orientation: Literal[0, 90, 180, 270] = 0
     verdict: Literal["accepted", "rejected"] | None = None
+    comment: str = Field("", description="the reviewer's reason, for the annotator")
     model_version: str | None = None
-    version: str | None = Field(None, description="the dataset version a save produced")
+    version: str | None = Field(None, description="the dataset version a save produced or a review saw")
     scores: tuple[float, ...] = ()  # per region, for pre-annotations
 
 
@@ -96,12 +97,14 @@ def read_events(path: Path) -> list[Event]:
 
 
 def status_of(sample: PageSample, events: list[Event]) -> Status:
-    """The latest review decides; else a human save; else proposals (a model's or existing unreviewed labels)."""
-    reviews = [event for event in events if event.type == "review"]
-    if reviews:
-        return "reviewed" if reviews[-1].verdict == "accepted" else "rejected"
-    if any(event.type == "save" for event in events):
-        return "annotated"
+    """The latest human event decides: a review its verdict, a save "annotated" (labels changed after a review
+    need another); with neither, proposals (a model's or existing unreviewed labels) make it pre-annotated."""
+    human = [event for event in events if event.type in ("save", "review")]
+    if human:
+        last = human[-1]
+        if last.type == "save":
+            return "annotated"
+        return "reviewed" if last.verdict == "accepted" else "rejected"
     if sample.regions or any(event.type == "prelabel" for event in events):
         return "pre-annotated"
     return "new"
@@ -217,8 +220,14 @@ class Dataset:
             return version
 
     def review(
-        self, index: int, reviewer: str, verdict: Literal["accepted", "rejected"], seconds: float
+        self,
+        index: int,
+        reviewer: str,
+        verdict: Literal["accepted", "rejected"],
+        seconds: float,
+        comment: str = "",
     ) -> None:
+        """Log a verdict on the page's labels as they are now (the version it saw is recorded with it)."""
         with self._lock:
             image = self.item(index).sample.image
             self._log(
@@ -228,7 +237,9 @@ class Dataset:
                     at=time.time(),
                     annotator=reviewer,
                     verdict=verdict,
+                    comment=comment,
                     seconds=seconds,
+                    version=dataset_version(self.manifest).digest,
                 )
             )
 

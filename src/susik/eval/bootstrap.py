@@ -50,6 +50,20 @@ def f1(hits: np.ndarray, predictions: np.ndarray, truths: np.ndarray) -> Statist
     return statistic
 
 
+def quantile(values: np.ndarray, q: float) -> Statistic:
+    """The q-quantile (0..1, lower value at ties) of each resample: its draw counts weight the sorted values."""
+    values = np.asarray(values, float)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+
+    def statistic(weights: np.ndarray) -> np.ndarray:
+        cumulative = np.cumsum(weights[:, order], axis=1)
+        reached = cumulative >= q * cumulative[:, -1:] - 1e-9
+        return ordered[np.argmax(reached, axis=1)]
+
+    return statistic
+
+
 def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap values."""
     tail = (1 - level) / 2 * 100
@@ -63,7 +77,8 @@ def confidence_interval(statistic: Statistic, weights: np.ndarray, level: float 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """a - b on the same resamples: the observed difference and its percentile interval."""
+    """a - b: the observed difference and its percentile interval (from `paired_difference` on the same
+    resamples, or from `independent_difference` on each sample's own)."""
 
     difference: float
     low: float
@@ -79,4 +94,14 @@ def paired_difference(a: Statistic, b: Statistic, weights: np.ndarray, level: fl
     ones = np.ones((1, weights.shape[1]))
     observed = float(a(ones)[0] - b(ones)[0])
     low, high = interval(a(weights) - b(weights), level)
+    return PairedDifference(observed, low, high)
+
+
+def independent_difference(
+    a: Statistic, a_weights: np.ndarray, b: Statistic, b_weights: np.ndarray, level: float = 0.95
+) -> PairedDifference:
+    """a - b for two separate samples (say, the requests two model versions served): each is resampled on
+    its own, with the same number of resamples."""
+    observed = float(a(np.ones((1, a_weights.shape[1])))[0] - b(np.ones((1, b_weights.shape[1])))[0])
+    low, high = interval(a(a_weights) - b(b_weights), level)
     return PairedDifference(observed, low, high)

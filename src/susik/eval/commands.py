@@ -1,4 +1,4 @@
-"""`susik eval recognize|detect|compare` and `susik models list|register|promote`.
+"""`susik eval recognize|detect|compare` and `susik models list|register|promote|rollback`.
 
 Models and the tracking store are opened inside the commands, so `susik --help` stays fast.
 """
@@ -305,3 +305,22 @@ def models_promote(
         _fail(str(error))
     moved = f" (was version {previous})" if previous else ""
     _out.print(f"{name}: {alias} -> version {version}{moved}")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    alias: Annotated[str, typer.Option(help="the alias to move back")] = "champion",
+    tracking_uri: UriOpt = None,
+) -> None:
+    """Point an alias back at the version it held before its newest promotion (servers follow it)."""
+    from susik.eval.tracking import ALIASES, TrackingError, rollback
+
+    if alias not in ALIASES:
+        _fail(f"alias must be one of {', '.join(ALIASES)}, got {alias!r}")
+    try:
+        current, target = rollback(name, alias, tracking_uri)
+    except TrackingError as error:
+        _fail(str(error))
+    moved = f" (was version {current})" if current else ""
+    _out.print(f"{name}: {alias} -> version {target}{moved}")

@@ -4,6 +4,7 @@ The store is a SQLite file (default `sqlite:///runs/mlflow.db`, or $SUSIK_TRACKI
 artifacts go to `mlartifacts/` beside it. Eval and training runs log params, metrics (slices flattened to
 `slice.<field>.<value>.<metric>`), the dataset version hash and their output folder. A model version is a
 bundled model folder (record.json + ONNX) logged as an artifact; `champion` and `challenger` are aliases.
+Each alias keeps its history (a registered-model tag) so `rollback` knows what it pointed at before.
 mlflow (mlflow-skinny is enough) is imported only here and only when used.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,4 +166,90 @@ def promote(name: str, version: str, alias: str, uri: str | None = None) -> str 
     except MlflowException:
         previous = None
     client.set_registered_model_alias(name, alias, version)
+    history = _history(client, name, alias) or ([] if previous is None else [str(previous)])
+    _set_history(client, name, alias, [*history, str(version)])
     return None if previous is None else str(previous)
+
+
+HISTORY_KEEP = 50  # tag values are bounded in size; fifty promotions back is plenty to roll back through
+
+
+def _history_tag(alias: str) -> str:
+    return f"susik.history.{alias}"
+
+
+def _history(client, name: str, alias: str) -> list[str]:
+    value = client.get_registered_model(name).tags.get(_history_tag(alias), "")
+    return [version for version in value.split(",") if version]
+
+
+def _set_history(client, name: str, alias: str, history: list[str]) -> None:
+    client.set_registered_model_tag(name, _history_tag(alias), ",".join(history[-HISTORY_KEEP:]))
+
+
+def rollback_target(history: Sequence[str], current: str | None) -> tuple[str, list[str]] | None:
+    """The version an alias goes back to and the history after it, or None when nothing came before.
+
+    The history ends with the current version unless someone moved the alias elsewhere (the MLflow UI):
+    then its newest entry is the one to restore."""
+    earlier = list(history)
+    while earlier and earlier[-1] == current:
+        earlier.pop()
+    return (earlier[-1], earlier) if earlier else None
+
+
+def rollback(name: str, alias: str = "champion", uri: str | None = None) -> tuple[str | None, str]:
+    """Point `alias` back at the version it held before the newest promotion; returns (from, to)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri(uri))
+    try:
+        current = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        current = None
+    try:
+        found = rollback_target(_history(client, name, alias), current)
+    except MlflowException as error:
+        raise TrackingError(f"no registered model {name!r}") from error
+    if found is None:
+        raise TrackingError(f"{name}: no earlier {alias} recorded to roll back to")
+    target, history = found
+    try:
+        client.get_model_version(name, target)
+    except MlflowException as error:
+        raise TrackingError(f"{name}: the earlier {alias}, version {target}, no longer exists") from error
+    client.set_registered_model_alias(name, alias, target)
+    _set_history(client, name, alias, history)
+    return current, target
+
+
+def alias_versions(name: str, uri: str | None = None) -> dict[str, str]:
+    """alias -> version for the aliases that are set (`champion`, `challenger`)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri(uri))
+    found = {}
+    for alias in ALIASES:
+        try:
+            found[alias] = str(client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            continue
+    return found
+
+
+def fetch_version(name: str, version: str, cache: Path, uri: str | None = None) -> Path:
+    """A local copy of a version's model folder under `cache` (downloaded once; the record's hashes check it)."""
+    import mlflow.artifacts
+
+    target = cache / name / version
+    if (target / "record.json").is_file():
+        return target
+    uri = tracking_uri(uri)
+    source = _client(uri).get_model_version(name, version).source
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Download beside the target, then rename: a crash never leaves a half-copied version under its name.
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".fetch-") as scratch:
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=scratch,
+                                                          tracking_uri=uri, registry_uri=uri))
+        folder.replace(target)
+    return target

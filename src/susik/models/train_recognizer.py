@@ -456,6 +456,12 @@ def _examples(val: ValidationSet, evaluation: Evaluation, count: int) -> list[st
 # --- the run ------------------------------------------------------------------------------------------------
 
 
+def _require_same_model(checkpoint: dict[str, Any], config: TrainConfig, path: Path, purpose: str) -> None:
+    saved = RecognizerConfig.model_validate(checkpoint["model_config"])
+    if saved.model_copy(update={"vocab_size": None}) != config.model.model_copy(update={"vocab_size": None}):
+        raise ValueError(f"{path} was trained with another model config; {purpose} needs the same one")
+
+
 @dataclass(frozen=True)
 class FitResult:
     step: int
@@ -473,13 +479,16 @@ def fit(
     out: Path,
     *,
     resume: bool = False,
+    init: Path | None = None,
     provenance: dict[str, Any] | None = None,
     log: Log = print,
     on_step: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Train until `config.steps`, evaluating and checkpointing every `epoch_steps`; with `resume`, continue
-    from `out/last.pt` (weights, optimiser, schedule, step, best metric, MLflow run). `provenance` (the
-    command, data versions, sources and licences) is stored in every checkpoint for the model record."""
+    from `out/last.pt` (weights, optimiser, schedule, step, best metric, MLflow run). `init` warm-starts a
+    fresh run from another run's weights and vocabulary (new optimiser and schedule: fine-tuning, or a longer
+    schedule after a short one); a resumed run ignores it, its last.pt already holds those weights.
+    `provenance` (the command, data versions, sources and licences) is stored in every checkpoint."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -490,11 +499,14 @@ def fit(
             raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
         checkpoint = load_checkpoint(last_path)
         vocab = Vocabulary(checkpoint["vocab"])
-        saved = RecognizerConfig.model_validate(checkpoint["model_config"])
-        if saved.model_copy(update={"vocab_size": None}) != config.model.model_copy(update={"vocab_size": None}):
-            raise ValueError(f"{last_path} was trained with another model config; resume needs the same one")
+        _require_same_model(checkpoint, config, last_path, "resume")
         state = RunState(checkpoint["step"], checkpoint["best_metric"], checkpoint.get("mlflow_run_id"),
                          list(checkpoint.get("history", [])))
+    warm_start = None
+    if checkpoint is None and init is not None:
+        warm_start = load_checkpoint(Path(init))
+        _require_same_model(warm_start, config, Path(init), "--init")
+        vocab = Vocabulary(warm_start["vocab"])
     model_config = config.model.model_copy(update={"vocab_size": len(vocab)})
     torch.manual_seed(config.seed)
     model = Recognizer(model_config).to(config.device)
@@ -505,6 +517,9 @@ def fit(
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         log(f"resumed from {last_path} at step {state.step} (best exp_rate {state.best_metric})")
+    elif warm_start is not None:
+        model.load_state_dict(warm_start["model"])
+        log(f"warm start from {init} (its step {warm_start['step']}); fresh optimiser and schedule")
     log(f"model: {count_parameters(model) / 1e6:.2f} M parameters, vocabulary {len(vocab)}")
 
     val = ValidationSet.build(validation, model_config.preprocess)

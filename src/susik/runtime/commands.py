@@ -152,6 +152,8 @@ def train_recognizer(
     out: Annotated[Path, typer.Option(help="run folder: last.pt, best.pt (MLflow store in its parent)")] = Path(
         "runs/recognizer"),
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt after a kill")] = False,
+    init: Annotated[Path | None, typer.Option(
+        help="warm-start a fresh run from this checkpoint's weights and vocabulary (new schedule)")] = None,
 ) -> None:
     """Train the recognizer on the crop manifests of a config; evaluates and checkpoints as it goes."""
     import torch
@@ -190,7 +192,10 @@ def train_recognizer(
     def source(seed: int, worker: int, workers: int) -> CropStream:
         return CropStream(sources, seed=seed, worker=worker, workers=workers)
 
-    command = shlex.join(["susik", "train", "recognizer", "--config", str(config), "--out", str(out)])
+    if init is not None and not init.is_file():
+        _fail(f"--init: no checkpoint at {init}")
+    command = shlex.join(["susik", "train", "recognizer", "--config", str(config), "--out", str(out),
+                          *(["--init", str(init)] if init is not None else [])])
     with _progress("train recognizer") as progress:
         task = progress.add_task("train", total=settings.steps, status="")
 
@@ -199,7 +204,7 @@ def train_recognizer(
 
         try:
             provenance = {"command": command, "data_versions": versions, "sources": sources_seen}
-            result = fit(settings, source, validation, vocab, out, resume=resume, provenance=provenance,
+            result = fit(settings, source, validation, vocab, out, resume=resume, init=init, provenance=provenance,
                          log=lambda line: progress.console.print(line, markup=False), on_step=on_step)
         except (FileNotFoundError, ValueError, FloatingPointError) as error:
             _fail(str(error))

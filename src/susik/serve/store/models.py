@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -23,7 +23,11 @@ class RequestRow(Base):
     mode: Mapped[str] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16))  # received | done | failed
     image_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    image_path: Mapped[str] = mapped_column(String(255))  # relative to the image folder
+    # relative to the image folder; None: never kept (no consent) or deleted (retention, purge)
+    image_path: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    consent: Mapped[bool] = mapped_column(Boolean, server_default=false())  # the photo may train models
+    source: Mapped[str] = mapped_column(String(32), server_default="api")  # the client: api, web, ...
+    license: Mapped[str | None] = mapped_column(String(255), nullable=True)  # what consent granted
     page: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     timings_ms: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -44,3 +48,15 @@ class FeedbackRow(Base):
     corrected: Mapped[bool] = mapped_column(Boolean)  # latex given and different after normalisation
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     display_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ExportRow(Base):
+    """A dataset folder `susik online export` wrote: purges find users' samples there again."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    path: Mapped[str] = mapped_column(Text)  # absolute
+    digest: Mapped[str] = mapped_column(String(80))  # the dataset version, updated when a purge rewrites it
+    n_samples: Mapped[int] = mapped_column(Integer)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import ColumnElement, Engine, func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from susik.latex import normalize
 from susik.serve.store.db import make_engine, migrate
 from susik.serve.store.images import save_image, sha256_hex
-from susik.serve.store.models import FeedbackRow, RequestRow
+from susik.serve.store.models import ExportRow, FeedbackRow, RequestRow
 
 
 class UnknownRequest(LookupError):
@@ -59,6 +59,14 @@ class CorrectedRegion:
     kind: str
     latex: str
     model_version: str
+    source: str  # the client that uploaded it
+    license: str  # what the user's consent granted
+
+
+@dataclass(frozen=True)
+class ImagePurge:
+    requests: tuple[str, ...]  # requests whose image (and, for a user's purge, consent) was removed
+    files_deleted: int  # image files gone from disk (identical uploads share one file)
 
 
 def is_correction(predicted: str, latex: str | None) -> bool:
@@ -82,10 +90,25 @@ class FeedbackStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def receive(self, request_id: str, model_version: str, mode: str, data: bytes, image_format: str) -> None:
-        """Keep the upload before any inference runs, committed, so a crash mid-request loses nothing."""
+    def receive(
+        self,
+        request_id: str,
+        model_version: str,
+        mode: str,
+        data: bytes,
+        image_format: str,
+        *,
+        consent: bool = False,
+        source: str = "api",
+        license: str | None = None,
+    ) -> None:
+        """Record the upload before any inference runs, committed, so a crash mid-request loses nothing.
+
+        The image bytes are kept only when the user consented to training on them; without consent the
+        record holds the result and timings, never the photo.
+        """
         digest = sha256_hex(data)
-        relative = save_image(self.image_dir, data, image_format, digest)
+        relative = save_image(self.image_dir, data, image_format, digest) if consent else None
         row = RequestRow(
             id=request_id,
             created_at=datetime.now(UTC),
@@ -94,6 +117,9 @@ class FeedbackStore:
             status="received",
             image_sha256=digest,
             image_path=relative,
+            consent=consent,
+            source=source,
+            license=license if consent else None,
         )
         with self._sessions.begin() as session:
             session.add(row)
@@ -144,6 +170,50 @@ class FeedbackStore:
             session.add(row)
         return row
 
+    def purge_requests(self, request_ids: Collection[str]) -> ImagePurge:
+        """A user's withdrawal: the requests keep their metrics but lose image, consent and licence, so no
+        later export can hold them. `requests` lists those found (with or without an image)."""
+        return self._forget_images(RequestRow.id.in_(list(request_ids)), consent=False, license=None)
+
+    def purge_images(self, received_before: datetime) -> ImagePurge:
+        """Retention: delete the images received before the cutoff, and any image kept without consent
+        (rows from before consent was asked)."""
+        expired = (RequestRow.created_at < received_before) | RequestRow.consent.is_(False)
+        return self._forget_images(expired & RequestRow.image_path.is_not(None))
+
+    def _forget_images(self, where: ColumnElement[bool], **values: object) -> ImagePurge:
+        with self._sessions.begin() as session:
+            rows = session.execute(select(RequestRow.id, RequestRow.image_path).where(where)).all()
+            ids = [request_id for request_id, _ in rows]
+            for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
+                chunk = ids[start : start + 500]
+                session.execute(
+                    update(RequestRow).where(RequestRow.id.in_(chunk)).values(image_path=None, **values)
+                )
+            paths = {path for _, path in rows if path}
+            shared = set(session.scalars(select(RequestRow.image_path).where(RequestRow.image_path.in_(paths))))
+        deleted = 0
+        for relative in sorted(paths - shared):
+            file = self.image_dir / relative
+            if file.is_file():
+                file.unlink()
+                deleted += 1
+        return ImagePurge(tuple(sorted(ids)), deleted)
+
+    def record_export(self, folder: Path, digest: str, n_samples: int) -> None:
+        """Remember a dataset folder written from this store (one row per folder, newest version)."""
+        path = str(Path(folder).resolve())
+        with self._sessions.begin() as session:
+            row = session.scalars(select(ExportRow).where(ExportRow.path == path)).first()
+            if row is None:
+                row = ExportRow(path=path)
+                session.add(row)
+            row.created_at, row.digest, row.n_samples = datetime.now(UTC), digest, n_samples
+
+    def exports(self) -> list[ExportRow]:
+        with self._sessions() as session:
+            return list(session.scalars(select(ExportRow).order_by(ExportRow.id)))
+
     def request(self, request_id: str) -> RequestRow | None:
         with self._sessions() as session:
             return session.get(RequestRow, request_id)
@@ -192,7 +262,8 @@ class FeedbackStore:
             ]
 
     def labelled_regions(self) -> Iterator[CorrectedRegion]:
-        """The newest verdict per region that gives a label: a correction, or an acceptance as predicted."""
+        """The newest verdict per region that gives a label (a correction, or an acceptance as predicted), of
+        uploads whose users consented and whose image is still kept."""
         with self._sessions() as session:
             newest = (
                 select(func.max(FeedbackRow.id))
@@ -202,7 +273,11 @@ class FeedbackStore:
             rows = session.execute(
                 select(FeedbackRow, RequestRow)
                 .join(RequestRow, FeedbackRow.request_id == RequestRow.id)
-                .where(FeedbackRow.id.in_(newest))
+                .where(
+                    FeedbackRow.id.in_(newest),
+                    RequestRow.consent.is_(True),
+                    RequestRow.image_path.is_not(None),
+                )
                 .order_by(FeedbackRow.id)
             )
             for feedback, request in rows:
@@ -215,4 +290,6 @@ class FeedbackStore:
                     region.get("kind", "printed"),
                     feedback.latex if feedback.latex is not None else feedback.predicted_latex,
                     request.model_version,
+                    request.source,
+                    request.license or "",
                 )
