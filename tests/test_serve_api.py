@@ -28,9 +28,9 @@ def client(tmp_path):
         yield client
 
 
-def upload(client, data=PHOTO, mode=None, name="photo.jpg", content_type="image/jpeg", **kwargs):
-    form = {"mode": mode} if mode else None
-    return client.post("/v1/recognize", files={"file": (name, data, content_type)}, data=form, **kwargs)
+def upload(client, data=PHOTO, mode=None, name="photo.jpg", content_type="image/jpeg", consent=None, **kw):
+    form = {key: value for key, value in (("mode", mode), ("consent", consent)) if value is not None} or None
+    return client.post("/v1/recognize", files={"file": (name, data, content_type)}, data=form, **kw)
 
 
 def assert_error(response, status, code):
@@ -41,7 +41,7 @@ def assert_error(response, status, code):
 
 
 def test_recognize_page_returns_regions_request_id_and_stores_everything(client):
-    response = upload(client)
+    response = upload(client, consent="true")
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["width"], body["height"], body["orientation"], body["model_version"]) == (
@@ -64,10 +64,22 @@ def test_recognize_page_returns_regions_request_id_and_stores_everything(client)
     digest = hashlib.sha256(PHOTO).hexdigest()
     assert row.image_sha256 == digest and row.image_path == f"{digest[:2]}/{digest}.jpg"
     assert (store.image_dir / row.image_path).read_bytes() == PHOTO
+    assert (row.consent, row.source, row.license) == (True, "api", Settings().collection_license)
+
+
+def test_without_consent_the_result_is_kept_but_never_the_photo(client):
+    body = upload(client, consent="false").json()
+    row = client.app.state.serve.store.request(body["request_id"])
+    assert (row.status, row.consent, row.image_path, row.license) == ("done", False, None, None)
+    assert row.page["regions"] == body["regions"] and row.image_sha256 == hashlib.sha256(PHOTO).hexdigest()
+    assert upload(client).status_code == 200  # consent left out: the same as false
+    assert not [path for path in client.app.state.serve.store.image_dir.rglob("*") if path.is_file()]
+    bad = client.post("/v1/recognize", files={"file": ("a.jpg", PHOTO)}, data={"source": "Web Page!"})
+    assert_error(bad, 422, "invalid_request")
 
 
 def test_same_photo_twice_is_two_requests_but_one_image_file(client):
-    first, second = upload(client).json(), upload(client, mode="crop").json()
+    first, second = upload(client, consent="true").json(), upload(client, mode="crop", consent="true").json()
     assert first["request_id"] != second["request_id"]
     assert len(second["regions"]) == 1 and second["regions"][0]["quad"][2] == [320.0, 240.0]
     images = [path for path in client.app.state.serve.store.image_dir.rglob("*") if path.is_file()]

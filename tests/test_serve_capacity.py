@@ -75,7 +75,7 @@ def test_online_commands_report_and_export(tmp_path, monkeypatch):
     store = FeedbackStore.open(
         f"sqlite:///{(tmp_path / 'data' / 'susik.db').resolve()}", tmp_path / "data" / "images"
     )
-    store.receive("r1", "v7", "crop", sample_photo(200, 80), "JPEG")
+    store.receive("r1", "v7", "crop", sample_photo(200, 80), "JPEG", consent=True, license="L")
     store.complete(
         "r1",
         {

@@ -55,7 +55,10 @@ def test_kill_9_mid_request_loses_no_record(tmp_path):
     url = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port, delay_s=0.5)
     try:
-        done = httpx.post(f"{url}/v1/recognize", files={"file": ("a.jpg", photo)}, timeout=10).json()
+        consent = {"consent": "true"}
+        done = httpx.post(
+            f"{url}/v1/recognize", files={"file": ("a.jpg", photo)}, data=consent, timeout=10
+        ).json()
         feedback = httpx.post(
             f"{url}/v1/feedback",
             timeout=10,
@@ -66,7 +69,7 @@ def test_kill_9_mid_request_loses_no_record(tmp_path):
         # A second upload goes into (slow) inference; kill the server while it is there.
         def doomed():
             with pytest.raises(httpx.TransportError):  # the server dies before it answers
-                httpx.post(f"{url}/v1/recognize", files={"file": ("b.png", other)}, timeout=10)
+                httpx.post(f"{url}/v1/recognize", files={"file": ("b.png", other)}, data=consent, timeout=10)
 
         other = sample_photo(220, 150, ".png")
         threading.Thread(target=doomed, daemon=True).start()

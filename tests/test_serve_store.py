@@ -8,19 +8,20 @@ import socket
 import subprocess
 import tempfile
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import text, update
 
 from susik.data.manifest import read_manifest
 from susik.serve.fakes import sample_photo
 from susik.serve.online import export_dataset
-from susik.serve.store import FeedbackStore, RegionOutOfRange, UnknownRequest
+from susik.serve.store import FeedbackStore, ImagePurge, RegionOutOfRange, UnknownRequest
 from susik.serve.store.db import make_engine, migrate
-from susik.serve.store.models import Base
+from susik.serve.store.models import Base, RequestRow
 
 PAGE = {
     "width": 640,
@@ -119,7 +120,7 @@ def store(database_url, tmp_path):
 
 def test_request_lifecycle_feedback_and_facts(store):
     photo = sample_photo()
-    store.receive("r1", "v1", "page", photo, "JPEG")
+    store.receive("r1", "v1", "page", photo, "JPEG", consent=True, license="L")
     row = store.request("r1")
     assert (row.status, row.page) == ("received", None)
     assert (store.image_dir / row.image_path).read_bytes() == photo
@@ -152,7 +153,7 @@ def test_request_lifecycle_feedback_and_facts(store):
 
 
 def test_labelled_regions_take_the_newest_verdict_per_region(store):
-    store.receive("r1", "v1", "page", sample_photo(), "JPEG")
+    store.receive("r1", "v1", "page", sample_photo(), "JPEG", consent=True, license="L")
     store.complete("r1", PAGE)
     store.add_feedback("r1", 0, latex="x^3+1")
     store.add_feedback("r1", 0, latex="x^2+7")  # the user changed their mind
@@ -169,7 +170,7 @@ def test_migrations_match_the_models_and_rerun_as_no_ops(store):
     migrate(store.engine)
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_replicas_starting_together_migrate_one_at_a_time(database_url):
@@ -201,17 +202,75 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
 
 
 def test_export_writes_a_versioned_crop_dataset(store, tmp_path):
-    store.receive("r1", "v1", "page", sample_photo(), "JPEG")
+    store.receive("r1", "v1", "page", sample_photo(), "JPEG", consent=True, source="web", license="L")
     store.complete("r1", PAGE)
     store.add_feedback("r1", 1, latex=r"y=\alpha")
     store.add_feedback("r1", 0, accepted=True)
     first = export_dataset(store.labelled_regions(), tmp_path / "export-a")
     samples = list(read_manifest(tmp_path / "export-a" / "manifest.jsonl"))
     assert [(s.latex, s.kind, s.source, s.license) for s in samples] == [
-        (r"y=\alpha", "handwritten", "susik-online:v1", "user-feedback"),
-        ("x^{2}+1", "printed", "susik-online:v1", "user-feedback"),
+        (r"y=\alpha", "handwritten", "susik-online:web:v1", "L"),
+        ("x^{2}+1", "printed", "susik-online:web:v1", "L"),
     ]
     crop = tmp_path / "export-a" / samples[0].image
     assert crop.is_file() and crop.stat().st_size > 100
     second = export_dataset(store.labelled_regions(), tmp_path / "export-b")
     assert first.digest == second.digest and first.n_samples == 2 and first.digest.startswith("sha256:")
+
+
+def test_photos_are_kept_only_with_consent_and_purges_spare_shared_files(store):
+    photo, other = sample_photo(), sample_photo(360, 240)
+    store.receive("a", "v1", "page", photo, "JPEG", consent=True, source="web", license="L")
+    store.receive("b", "v1", "page", photo, "JPEG", consent=True, license="L")  # same bytes: one file
+    store.receive("c", "v1", "page", other, "JPEG")  # no consent: the record, never the photo
+    file = store.image_dir / store.request("a").image_path
+    assert (store.request("a").source, store.request("b").source) == ("web", "api")
+    assert (store.request("c").image_path, store.request("c").license) == (None, None)
+    assert [path for path in store.image_dir.rglob("*") if path.is_file()] == [file]
+
+    purged = store.purge_requests({"a", "c", "nope"})
+    assert purged.requests == ("a", "c") and purged.files_deleted == 0 and file.is_file()  # b still uses it
+    row = store.request("a")
+    assert (row.image_path, row.consent, row.license, row.status) == (None, False, None, "received")
+    assert store.purge_requests(["b"]).files_deleted == 1 and not file.exists()
+    assert store.purge_requests(["b"]) == ImagePurge(("b",), 0)  # again: nothing left to delete
+
+
+def test_retention_deletes_old_photos_and_any_kept_without_consent(store):
+    store.receive("old", "v1", "page", sample_photo(), "JPEG", consent=True, license="L")
+    store.receive("new", "v1", "page", sample_photo(360, 240), "JPEG", consent=True, license="L")
+    later = datetime.now(UTC)
+    store.receive("newest", "v1", "page", sample_photo(400, 240), "JPEG", consent=True, license="L")
+    with store.engine.begin() as connection:  # "old" arrived a year ago; "new" before consent was asked
+        connection.execute(
+            update(RequestRow).where(RequestRow.id == "old").values(created_at=later - timedelta(days=365))
+        )
+        connection.execute(update(RequestRow).where(RequestRow.id == "new").values(consent=False))
+    files = {key: store.image_dir / store.request(key).image_path for key in ("old", "new", "newest")}
+    assert store.purge_images(received_before=later - timedelta(days=30)).requests == ("new", "old")
+    assert [key for key, file in files.items() if file.exists()] == ["newest"]
+    assert store.request("old").consent is True  # retention is no withdrawal: the metrics row is as it was
+    assert store.purge_images(received_before=later - timedelta(days=30)).requests == ()
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    assert store.purge_images(received_before=soon).requests == ("newest",)
+
+
+def test_labelled_regions_come_only_from_consented_kept_photos_with_their_licence(store):
+    for key, consent in (("yes", True), ("no", False)):
+        store.receive(key, "v1", "page", sample_photo(), "JPEG", consent=consent, source="web", license="L")
+        store.complete(key, PAGE)
+        store.add_feedback(key, 0, latex="x^3")
+    assert [(r.request_id, r.source, r.license) for r in store.labelled_regions()] == [("yes", "web", "L")]
+    store.purge_requests(["yes"])
+    assert list(store.labelled_regions()) == []
+    assert len(store.feedback_facts()) == 2  # the metrics stay
+
+
+def test_exports_are_recorded_once_per_folder(store, tmp_path):
+    store.record_export(tmp_path / "ds", "sha256:a", 3)
+    store.record_export(tmp_path / "other", "sha256:b", 1)
+    store.record_export(tmp_path / "ds", "sha256:c", 2)
+    assert [(row.path, row.digest, row.n_samples) for row in store.exports()] == [
+        (str((tmp_path / "ds").resolve()), "sha256:c", 2),
+        (str((tmp_path / "other").resolve()), "sha256:b", 1),
+    ]

@@ -15,6 +15,9 @@ app = typer.Typer(
 from susik.data.commands import data_app  # noqa: E402
 
 app.add_typer(data_app, name="data")
+from susik.serve.purge_command import purge  # noqa: E402
+
+data_app.command("purge")(purge)
 from susik.data.synth_command import synth  # noqa: E402
 
 app.command()(synth)
@@ -49,3 +52,6 @@ app.command()(gate)
 from susik.annotate.commands import annotate_app  # noqa: E402
 
 app.add_typer(annotate_app, name="annotate")
+from susik.release import release_app  # noqa: E402
+
+app.add_typer(release_app, name="release")

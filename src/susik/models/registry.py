@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from susik.models.data_card import data_section
 from susik.runtime.decoding import DecodeConfig
 from susik.runtime.preprocess import PreprocessConfig
 
@@ -162,12 +163,10 @@ def model_card(record: ModelRecord) -> str:
         f"- Command: `{record.training.command}`",
         f"- Step {record.training.step}; validation exp_rate {record.training.best_metric}.",
     ]
-    if record.training.sources:
-        lines += ["- Sources and licences:"]
-        lines += [f"  - {s.get('name', '?')}: {s.get('license', 'unknown')}" for s in record.training.sources]
     if record.training.data_versions:
         lines += ["- Data versions:"]
         lines += [f"  - `{m}`: `{v}`" for m, v in record.training.data_versions.items()]
+    lines += ["", *data_section(record.training.sources)]
     lines += ["", "## Measured", ""]
     if record.metrics:
         lines += [f"- {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in record.metrics.items()]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from susik.models.data_card import data_section
 from susik.models.detector import FormulaDetector, count_parameters
 from susik.models.registry import RECORD_NAME, TrainingInfo, file_entry
 from susik.models.train_detector import load_model
@@ -153,7 +154,7 @@ def model_card(record: DetectorRecord) -> str:
          "pages, at the training config's thresholds)."),
         "- Data: synthetic pages only (composed worksheet photos with exact quads).",
     ]
-    lines += [f"  - {s.get('name', '?')}: {s.get('license', 'unknown')}" for s in record.training.sources]
+    lines += ["", *data_section(record.training.sources)]
     lines += ["", "## Measured", ""]
     if record.metrics:
         lines += [f"- {key}: {json.dumps(value, ensure_ascii=False)}" for key, value in record.metrics.items()]

@@ -27,10 +27,13 @@ from starlette.concurrency import run_in_threadpool
 
 from susik.results import Page
 from susik.serve.batching import Batcher, Overloaded
+from susik.serve.edge import install_edge
 from susik.serve.errors import ApiError, error_body, install_error_handlers
 from susik.serve.guards import BodySizeLimit, RateLimiter, decode_upload
 from susik.serve.metrics import Metrics, RequestMetrics
 from susik.serve.online import online_report
+from susik.serve.privacy import purge_periodically
+from susik.serve.rollout import ModelSource, Rollout, Serving
 from susik.serve.settings import Settings
 from susik.serve.store import FeedbackStore, RegionOutOfRange, UnknownRequest
 
@@ -51,6 +54,7 @@ class Pipelines:
     crop: ReadPages
     model_version: str
     page_unavailable: str | None = None
+    recognizer_dir: Path | None = None  # the crop recognizer's bundle, offered to browsers (susik.serve.edge)
 
 
 def default_pipelines(settings: Settings) -> Pipelines:
@@ -68,8 +72,8 @@ def default_pipelines(settings: Settings) -> Pipelines:
         page = Pipeline.default(threads=settings.onnx_threads)
     except ModelNotFoundError as missing:  # the recognizer alone still reads crops
         crop = Pipeline.for_crops(OnnxRecognizer.from_record(record, threads=settings.onnx_threads))
-        return Pipelines(None, crop, version, page_unavailable=str(missing))
-    return Pipelines(page, Pipeline.for_crops(page.recognizer), version)
+        return Pipelines(None, crop, version, page_unavailable=str(missing), recognizer_dir=record.root)
+    return Pipelines(page, Pipeline.for_crops(page.recognizer), version, recognizer_dir=record.root)
 
 
 @dataclass
@@ -78,9 +82,8 @@ class ServeState:
     store: FeedbackStore
     metrics: Metrics
     limiter: RateLimiter
-    pipelines: Pipelines | None
-    batcher: Batcher | None
-    not_ready: str | None
+    rollout: Rollout  # the models serving now; swapped whole when the registry's aliases move
+    batcher: Batcher
 
 
 # --- HTTP schemas (mirror susik.results) ---
@@ -147,14 +150,18 @@ api = APIRouter(prefix="/v1", dependencies=[Depends(_api_key)])
 ops = APIRouter()
 
 
-def _run_batch(pipelines: Pipelines, items: list[tuple[Mode, np.ndarray]]) -> list[Page]:
-    """One batch may mix page and crop requests: each mode's images go through its pipeline together."""
+def _run_batch(items: list[tuple[Pipelines, Mode, np.ndarray]]) -> list[Page]:
+    """One batch may mix page and crop requests, and (during a swap or a canary) model versions: the
+    images of each version and mode go through their pipeline together."""
     pages: list[Page | None] = [None] * len(items)
-    for mode, read in (("page", pipelines.page), ("crop", pipelines.crop)):
-        chosen = [index for index, (item_mode, _) in enumerate(items) if item_mode == mode]
-        if chosen:
-            for index, page in zip(chosen, read([items[index][1] for index in chosen]), strict=True):
-                pages[index] = page
+    groups: dict[tuple[int, Mode], list[int]] = {}
+    for index, (pipelines, mode, _) in enumerate(items):
+        groups.setdefault((id(pipelines), mode), []).append(index)
+    for chosen in groups.values():
+        pipelines, mode, _ = items[chosen[0]]
+        read = pipelines.page if mode == "page" else pipelines.crop
+        for index, page in zip(chosen, read([items[index][2] for index in chosen]), strict=True):
+            pages[index] = page
     return pages  # type: ignore[return-value]
 
 
@@ -173,13 +180,16 @@ async def recognize(
     state: State,
     file: Annotated[UploadFile, File()],
     mode: Annotated[Mode, Form()] = "page",
+    consent: Annotated[bool, Form(description="the user lets the photo be kept to train models")] = False,
+    source: Annotated[str, Form(pattern=r"^[a-z0-9_.-]{1,32}$", description="client: web, api...")] = "api",
 ) -> dict:
-    if state.batcher is None or state.pipelines is None:
-        raise ApiError(503, "not_ready", state.not_ready or "models not loaded")
-    if mode == "page" and state.pipelines.page is None:
-        raise ApiError(503, "page_mode_unavailable", f"{state.pipelines.page_unavailable}; mode=crop works")
+    served = state.rollout.route()  # taken once: this request finishes on these models, whatever swaps
+    if served is None:
+        raise ApiError(503, "not_ready", state.rollout.problem or "models not loaded")
+    if mode == "page" and served.page is None:
+        raise ApiError(503, "page_mode_unavailable", f"{served.page_unavailable}; mode=crop works")
     start = time.perf_counter()
-    request_id, version = uuid.uuid4().hex, state.pipelines.model_version
+    request_id, version = uuid.uuid4().hex, served.model_version
     with state.batcher.arriving():
         data = await file.read()
         image, image_format = await run_in_threadpool(decode_upload, data, state.settings.max_image_pixels)
@@ -187,9 +197,19 @@ async def recognize(
         if state.batcher.full():
             state.metrics.rejected.labels("overloaded").inc()
             raise ApiError(503, "overloaded", "too many requests waiting; retry shortly")
-        await run_in_threadpool(state.store.receive, request_id, version, mode, data, image_format)
+        await run_in_threadpool(
+            state.store.receive,
+            request_id,
+            version,
+            mode,
+            data,
+            image_format,
+            consent=consent,
+            source=source,
+            license=state.settings.collection_license,
+        )
         stored = time.perf_counter()
-        future = await _submit(state, request_id, mode, image)
+        future = await _submit(state, request_id, (served, mode, image))
     page = await _infer(state, request_id, future)
     done = time.perf_counter()
     body = page.to_json()
@@ -208,9 +228,9 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-async def _submit(state: ServeState, request_id: str, mode: Mode, image: np.ndarray) -> Future:
+async def _submit(state: ServeState, request_id: str, item: tuple[Pipelines, Mode, np.ndarray]) -> Future:
     try:
-        future = state.batcher.submit((mode, image))
+        future = state.batcher.submit(item)
     except Overloaded as error:
         state.metrics.rejected.labels("overloaded").inc()
         await run_in_threadpool(state.store.fail, request_id, "overloaded")
@@ -262,9 +282,19 @@ async def feedback(state: State, body: FeedbackIn) -> dict:
 
 
 @api.get("/online/report")
-async def report(state: State) -> dict:
+async def report(state: State, champion: str | None = None, challenger: str | None = None) -> dict:
+    """Per model version; with a challenger (serving now, or both versions named), whether it beats the
+    champion on correction rate and latency."""
+    serving = state.rollout.serving
+    if champion is None and challenger is None and serving is not None and serving.challenger is not None:
+        champion, challenger = serving.champion.model_version, serving.challenger.model_version
     return await run_in_threadpool(
-        lambda: online_report(state.store.request_facts(), state.store.feedback_facts())
+        lambda: online_report(
+            state.store.request_facts(),
+            state.store.feedback_facts(),
+            champion=champion,
+            challenger=challenger,
+        )
     )
 
 
@@ -275,11 +305,19 @@ async def healthz() -> dict:
 
 @ops.get("/readyz")
 async def readyz(state: State) -> JSONResponse:
-    if state.pipelines is None:
-        return JSONResponse(error_body("not_ready", state.not_ready or "models not loaded"), status_code=503)
-    body = {"status": "ready", "model_version": state.pipelines.model_version}
-    if state.pipelines.page is None:
-        body["page_mode"] = state.pipelines.page_unavailable
+    serving = state.rollout.serving
+    if serving is None:
+        return JSONResponse(
+            error_body("not_ready", state.rollout.problem or "models not loaded"), status_code=503
+        )
+    body = {"status": "ready", "model_version": serving.champion.model_version}
+    if serving.challenger is not None:
+        body["challenger"] = {
+            "model_version": serving.challenger.model_version,
+            "share": state.settings.canary_share,
+        }
+    if serving.champion.page is None:
+        body["page_mode"] = serving.champion.page_unavailable
     return JSONResponse(body)
 
 
@@ -295,6 +333,29 @@ async def index() -> FileResponse:
     return FileResponse(WEB / "index.html")
 
 
+def _start_rollout(
+    settings: Settings,
+    pipeline_factory: Callable[[Settings], Pipelines],
+    source_factory: Callable[[Settings], ModelSource] | None,
+) -> Rollout:
+    """Fixed models, or a source followed every `registry_poll_s`. Models that fail to load leave the server
+    alive, serving health and the page and refusing inference (a followed source is retried)."""
+    rollout = Rollout(settings.canary_share)
+    if source_factory is None and settings.model_source == "registry":
+        from susik.serve.registry_source import RegistrySource  # MLflow only when asked for
+
+        source_factory = RegistrySource
+    if source_factory is not None:
+        rollout.follow(source_factory(settings), settings.registry_poll_s)
+        return rollout
+    try:
+        rollout.swap(Serving(pipeline_factory(settings)))
+    except Exception as error:  # noqa: BLE001 - missing weights or runtime, of many types
+        rollout.problem = f"models not available: {type(error).__name__}: {error}"
+        log.warning(rollout.problem)
+    return rollout
+
+
 def find_katex(settings: Settings) -> Path | None:
     candidates = (
         [settings.katex_dir]
@@ -308,42 +369,43 @@ def find_katex(settings: Settings) -> Path | None:
 
 
 def create_app(
-    settings: Settings | None = None, pipeline_factory: Callable[[Settings], Pipelines] = default_pipelines
+    settings: Settings | None = None,
+    pipeline_factory: Callable[[Settings], Pipelines] = default_pipelines,
+    source_factory: Callable[[Settings], ModelSource] | None = None,
 ) -> FastAPI:
+    """`pipeline_factory` builds fixed models (default: the bundled ones). A model source is followed
+    instead when `source_factory` is given or `settings.model_source` is `registry`."""
     settings = settings or Settings()
     metrics_ = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = FeedbackStore.open(settings.database_url(), settings.image_dir)
-        pipelines, not_ready, batcher = None, None, None
-        try:
-            pipelines = pipeline_factory(settings)
-        except Exception as error:  # missing weights or runtime: serve health and the page, refuse inference
-            not_ready = f"models not available: {type(error).__name__}: {error}"
-            log.warning(not_ready)
-        if pipelines is not None:
-            batcher = Batcher(
-                lambda items: _run_batch(pipelines, items),
-                settings.batch_max_size,
-                settings.batch_max_wait_ms / 1000,
-                settings.max_queue,
-                metrics_.batch_size.observe,
-            )
+        purger = asyncio.create_task(
+            purge_periodically(store, settings.retention_days, settings.purge_interval_s)
+        )
+        rollout = _start_rollout(settings, pipeline_factory, source_factory)
+        batcher = Batcher(
+            _run_batch,
+            settings.batch_max_size,
+            settings.batch_max_wait_ms / 1000,
+            settings.max_queue,
+            metrics_.batch_size.observe,
+        )
         app.state.serve = ServeState(
             settings,
             store,
             metrics_,
             RateLimiter(settings.api_keys, settings.rate_limit_per_minute),
-            pipelines,
+            rollout,
             batcher,
-            not_ready,
         )
         try:
             yield
         finally:
-            if batcher is not None:
-                batcher.close()
+            rollout.close()
+            batcher.close()
+            purger.cancel()
             store.close()
 
     app = FastAPI(
@@ -358,6 +420,7 @@ def create_app(
     katex = find_katex(settings)
     if katex is not None:
         app.mount("/static/katex", StaticFiles(directory=katex), name="katex")
+    install_edge(app, settings)
     app.mount("/static", StaticFiles(directory=WEB), name="static")
     # The last added runs first: metrics see every answer; the size cap runs before anything reads the body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

@@ -82,17 +82,30 @@ DbOption = Annotated[
 ]
 
 
+VersionOption = Annotated[str | None, typer.Option(help="model version as stored, e.g. recognizer@v3")]
+
+
 @online_app.command("report")
 def online_report_command(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    champion: VersionOption = None,
+    challenger: VersionOption = None,
 ) -> None:
-    """Correction rate per model version and slice, edit distance of corrections, display latency, VOC."""
+    """Correction rate and latency per model version (95% intervals) and slice, edit distance of corrections,
+    display latency, VOC; challenger against champion (default: the registry's aliases when
+    SUSIK_MODEL_SOURCE=registry)."""
     from susik.serve.online import online_report
 
+    if (champion is None) != (challenger is None):
+        raise _fail("give both --champion and --challenger, or neither")
+    if champion is None:
+        champion, challenger = _registry_pair()
     store = _open_store(db)
     try:
-        report = online_report(store.request_facts(), store.feedback_facts())
+        report = online_report(
+            store.request_facts(), store.feedback_facts(), champion=champion, challenger=challenger
+        )
     finally:
         store.close()
     if as_json:
@@ -108,12 +121,14 @@ def online_report_command(
         "requests",
         "feedback",
         "regions w/ verdict",
-        "correction rate",
+        "correction rate [95% CI]",
         "edit dist.",
+        "server p50 [95% CI]/p95 ms",
         "display p50/p95 ms",
     ):
         table.add_column(column)
     fmt = lambda value: "-" if value is None else str(value)  # noqa: E731
+    ci = lambda pair: "" if pair is None else f" [{pair[0]}, {pair[1]}]"
     for version, row in report["model_versions"].items():
         table.add_row(
             version,
@@ -121,8 +136,9 @@ def online_report_command(
             str(row["requests"]),
             str(row["feedback"]),
             str(row["regions_with_feedback"]),
-            fmt(row["correction_rate"]),
+            fmt(row["correction_rate"]) + ci(row["correction_rate_ci95"]),
             fmt(row["mean_edit_distance"]),
+            f"{fmt(row['latency_ms_p50'])}{ci(row['latency_ms_p50_ci95'])}/{fmt(row['latency_ms_p95'])}",
             f"{fmt(row['display_ms_p50'])}/{fmt(row['display_ms_p95'])}",
         )
         for axis, slices in row["slices"].items():
@@ -136,11 +152,50 @@ def online_report_command(
                     fmt(stats["correction_rate"]),
                     fmt(stats["mean_edit_distance"]),
                     "",
+                    "",
                 )
     console.print(table)
+    if "comparison" in report:
+        _print_comparison(report["comparison"])
     for version, row in report["model_versions"].items():
         for item in row["voc"][:10]:
             console.print(f"[dim]{version} {item['at'][:16]}[/dim] {item['comment']}")
+
+
+def _registry_pair() -> tuple[str | None, str | None]:
+    """The registry's champion and challenger as stored model versions, when the server follows the registry."""
+    settings = Settings()
+    if settings.model_source != "registry":
+        return None, None
+    from susik.eval.tracking import TrackingError, alias_versions
+    from susik.serve.registry_source import version_label
+
+    try:
+        aliases = alias_versions(settings.registry_model, settings.tracking_uri)
+    except TrackingError as error:
+        raise _fail(str(error)) from None
+    if "champion" not in aliases or "challenger" not in aliases:
+        return None, None
+    return tuple(version_label(settings.registry_model, aliases[alias]) for alias in ("champion", "challenger"))
+
+
+def _print_comparison(comparison: dict) -> None:
+    console.print(
+        f"challenger [bold]{comparison['challenger']}[/bold] against champion {comparison['champion']}: "
+        f"[bold]{comparison['verdict']}[/bold]"
+    )
+    for name, metric in (("correction rate", "correction_rate"), ("server p50 ms", "latency_ms_p50")):
+        block = comparison[metric]
+        if block["difference"] is None:
+            console.print(f"  {name}: {block['verdict']} ({block['why']})")
+            continue
+        low, high = block["ci95"]
+        console.print(
+            f"  {name}: {block['challenger']} vs {block['champion']}, difference {block['difference']:+} "
+            f"[{low:+}, {high:+}] -> {block['verdict']}",
+            markup=False,
+        )
+    console.print(f"[dim]{comparison['method']}[/dim]")
 
 
 @online_app.command("export")
@@ -148,7 +203,7 @@ def online_export_command(
     out: Annotated[Path, typer.Option(help="folder for manifest.jsonl + images/ (a new crop dataset)")],
     db: DbOption = None,
 ) -> None:
-    """Turn corrected and confirmed regions into a versioned crop dataset for retraining."""
+    """Turn corrected and confirmed regions of consented uploads into a versioned crop dataset."""
     from susik.runtime.image_io import ImageLoadError
     from susik.serve.online import export_dataset
 
@@ -158,6 +213,7 @@ def online_export_command(
         with _progress() as progress:
             task = progress.add_task("exporting", total=len(regions))
             version = export_dataset(regions, out, on_item=lambda: progress.advance(task))
+        store.record_export(out, version.digest, version.n_samples)  # `susik data purge` looks here
     except (ImageLoadError, OSError) as error:
         raise _fail(str(error)) from None
     finally:

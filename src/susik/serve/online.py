@@ -10,15 +10,16 @@ import cv2
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from susik.data.manifest import CropSample, ManifestWriter
+from susik.data.manifest import CropSample, ManifestWriter, Sample
 from susik.data.version import DatasetVersion, dataset_version
 from susik.latex import normalize
 from susik.pipeline import rectify
 from susik.results import Quad
 from susik.runtime.image_io import load_image
+from susik.serve.canary import compare_versions, version_intervals
 from susik.serve.store import CorrectedRegion, FeedbackFacts, RequestFacts
 
-EXPORT_LICENSE = "user-feedback"  # users' corrections of their own uploads; review terms before publishing
+EXPORT_SOURCE = "susik-online"  # exported samples' source: f"{EXPORT_SOURCE}:{client}:{model version}"
 
 
 def edit_distance(predicted: str, corrected: str) -> float:
@@ -57,23 +58,36 @@ def _slices(verdicts: list[FeedbackFacts], key: Callable[[FeedbackFacts], str]) 
     return {name: _verdicts(rows) for name, rows in sorted(groups.items())}
 
 
-def online_report(requests: list[RequestFacts], feedback: list[FeedbackFacts], voc_limit: int = 50) -> dict:
+def online_report(
+    requests: list[RequestFacts],
+    feedback: list[FeedbackFacts],
+    voc_limit: int = 50,
+    *,
+    champion: str | None = None,
+    challenger: str | None = None,
+    seed: int = 0,
+) -> dict:
     """Per model version: traffic, how often users correct it (overall, per mode and per kind), how far the
-    corrections are from the prediction, capture->display latency, and the newest free-text comments."""
+    corrections are from the prediction, server and capture->display latency, and the newest free-text
+    comments; with a `champion` and a `challenger` version, whether the challenger is better (see canary)."""
+    rng = np.random.default_rng(seed)
     versions = sorted({row.model_version for row in requests})
-    report = {}
+    report, corrected, latency = {}, {}, {}
     for version in versions:
         mine = [row for row in feedback if row.model_version == version]
         verdicts = _newest_per_region(mine)
         display = [row.display_ms for row in mine if row.display_ms is not None]
         comments = [row for row in reversed(mine) if row.comment]
         version_requests = [row for row in requests if row.model_version == version]
+        corrected[version] = [row.corrected for row in verdicts]
+        latency[version] = [row.latency_ms for row in version_requests if row.latency_ms is not None]
         report[version] = {
             "requests": len(version_requests),
             "failed_requests": sum(row.status == "failed" for row in version_requests),
             "regions": sum(row.n_regions for row in version_requests),
             "feedback": len(mine),
             **_verdicts(verdicts),
+            **version_intervals(corrected[version], latency[version], rng),
             "display_ms_p50": _percentile(display, 50),
             "display_ms_p95": _percentile(display, 95),
             "slices": {
@@ -90,13 +104,20 @@ def online_report(requests: list[RequestFacts], feedback: list[FeedbackFacts], v
                 for row in comments[:voc_limit]
             ],
         }
-    return {"model_versions": report}
+    result: dict = {"model_versions": report}
+    if champion is not None and challenger is not None:
+        result["comparison"] = compare_versions(champion, challenger, corrected, latency, rng)
+    return result
 
 
 def export_dataset(
     regions: Iterable[CorrectedRegion], out: Path, on_item: Callable[[], None] | None = None
 ) -> DatasetVersion:
-    """Write user-labelled regions as a crop dataset (rectified crops, manifest.jsonl); return its version."""
+    """Write user-labelled regions as a crop dataset (rectified crops, manifest.jsonl); return its version.
+
+    Each sample carries the licence its user's consent granted; crops are named after their request (see
+    `exported_request_id`) so a purge finds them again.
+    """
     crops = out / "images"
     crops.mkdir(parents=True, exist_ok=True)
     with ManifestWriter(out / "manifest.jsonl") as writer:
@@ -110,10 +131,21 @@ def export_dataset(
                     image=f"images/{name.name}",
                     latex=region.latex,
                     kind=region.kind,
-                    source=f"susik-online:{region.model_version}",
-                    license=EXPORT_LICENSE,
+                    source=f"{EXPORT_SOURCE}:{region.source}:{region.model_version}",
+                    license=region.license,
                 )
             )
             if on_item is not None:
                 on_item()
     return dataset_version(out, use_cache=False)
+
+
+def crop_request_id(name: str) -> str | None:
+    """The request an exported crop file (`<request id>-<region>.png`) was cut from; None for other names."""
+    stem, _, region = Path(name).stem.rpartition("-")
+    return stem if stem and region.isdigit() else None
+
+
+def exported_request_id(sample: Sample) -> str | None:
+    """The request an exported sample was cut from; None for samples from anywhere else."""
+    return crop_request_id(sample.image) if sample.source.startswith(f"{EXPORT_SOURCE}:") else None

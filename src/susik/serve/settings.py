@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,33 @@ class Settings(BaseSettings):
         None, gt=0, description="ONNX Runtime threads per model; default: all cores (one inference thread)"
     )
     katex_dir: Path | None = Field(None, description="KaTeX dist folder; default: node_modules/katex/dist")
+    ort_dir: Path | None = Field(
+        None, description="onnxruntime-web dist folder (on-device mode); default: node_modules/onnxruntime-web/dist"
+    )
+    retention_days: float | None = Field(
+        180.0, gt=0, description="stored photos older than this are deleted (their metrics stay); None: kept"
+    )
+    purge_interval_s: float = Field(3600.0, gt=0, description="how often the server deletes expired photos")
+    collection_license: str = Field(
+        "susik-user-consent: training susik models; no redistribution",
+        min_length=1,
+        description="licence a user's consent grants on a kept photo; exported samples carry it",
+    )
+    model_source: Literal["bundled", "registry"] = Field(
+        "bundled",
+        description="bundled: models/ of the package; registry: the MLflow registry's champion (and "
+        "challenger), followed as their aliases move",
+    )
+    tracking_uri: str | None = Field(
+        None, description="MLflow store holding the registry; default: sqlite:///runs/mlflow.db"
+    )
+    registry_model: str = Field("recognizer", description="registered model whose aliases are served")
+    registry_poll_s: float = Field(
+        10.0, ge=0.5, le=600, description="how often the registry's aliases are checked for a promotion"
+    )
+    canary_share: float = Field(
+        0.0, ge=0, le=1, description="share of requests the challenger serves while one is set"
+    )
 
     def database_url(self) -> str:
         return self.db_url or f"sqlite:///{(self.data_dir / 'susik.db').resolve()}"

@@ -30,6 +30,7 @@ class RequestFacts:
     mode: str
     status: str
     n_regions: int
+    latency_ms: float | None = None  # arrival -> result ready (decode, store, queue, inference); None if failed
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,20 @@ class CorrectedRegion:
 class ImagePurge:
     requests: tuple[str, ...]  # requests whose image (and, for a user's purge, consent) was removed
     files_deleted: int  # image files gone from disk (identical uploads share one file)
+
+
+def _latency_ms(timings: dict | None) -> float | None:
+    """The server's time to a result from a stored request's timings (the final response write excluded)."""
+    parts = ("decode", "store", "wait", "total")
+    if not timings or any(part not in timings for part in parts):
+        return None
+    return round(sum(timings[part] for part in parts), 2)
+
+
+def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Bounded IN lists: SQLite caps the bound parameters of one statement."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def is_correction(predicted: str, latex: str | None) -> bool:
@@ -185,19 +200,22 @@ class FeedbackStore:
         with self._sessions.begin() as session:
             rows = session.execute(select(RequestRow.id, RequestRow.image_path).where(where)).all()
             ids = [request_id for request_id, _ in rows]
-            for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
-                chunk = ids[start : start + 500]
+            for chunk in _chunks(ids):
                 session.execute(
                     update(RequestRow).where(RequestRow.id.in_(chunk)).values(image_path=None, **values)
                 )
-            paths = {path for _, path in rows if path}
-            shared = set(session.scalars(select(RequestRow.image_path).where(RequestRow.image_path.in_(paths))))
+            paths = sorted({path for _, path in rows if path})
+            shared: set[str] = set()  # identical uploads share one file: it goes with the last row using it
+            for chunk in _chunks(paths):
+                in_use = select(RequestRow.image_path).where(RequestRow.image_path.in_(chunk))
+                shared.update(session.scalars(in_use))
         deleted = 0
-        for relative in sorted(paths - shared):
-            file = self.image_dir / relative
-            if file.is_file():
-                file.unlink()
+        for relative in [path for path in paths if path not in shared]:
+            try:
+                (self.image_dir / relative).unlink()
                 deleted += 1
+            except FileNotFoundError:  # another replica's purge got there first
+                pass
         return ImagePurge(tuple(sorted(ids)), deleted)
 
     def record_export(self, folder: Path, digest: str, n_samples: int) -> None:
@@ -229,11 +247,17 @@ class FeedbackStore:
     def request_facts(self) -> list[RequestFacts]:
         with self._sessions() as session:
             rows = session.execute(
-                select(RequestRow.model_version, RequestRow.mode, RequestRow.status, RequestRow.page)
+                select(
+                    RequestRow.model_version,
+                    RequestRow.mode,
+                    RequestRow.status,
+                    RequestRow.page,
+                    RequestRow.timings_ms,
+                )
             )
             return [
-                RequestFacts(version, mode, status, len(page["regions"]) if page else 0)
-                for version, mode, status, page in rows
+                RequestFacts(version, mode, status, len(page["regions"]) if page else 0, _latency_ms(timings))
+                for version, mode, status, page, timings in rows
             ]
 
     def feedback_facts(self) -> list[FeedbackFacts]:
@@ -291,5 +315,5 @@ class FeedbackStore:
                     feedback.latex if feedback.latex is not None else feedback.predicted_latex,
                     request.model_version,
                     request.source,
-                    request.license or "",
+                    request.license or "unknown",
                 )

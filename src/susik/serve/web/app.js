@@ -67,13 +67,16 @@ async function shrink(file) {
 async function recognize(file) {
   const captured = performance.now();
   say("Reading the formulas…");
-  const image = await shrink(file);
+  const onDevice = window.susikEdge?.active() ?? false; // edge.js reads the photo here: nothing is uploaded
+  const image = onDevice ? file : await shrink(file);
   const form = new FormData();
   form.append("file", image, image === file ? file.name : "photo.jpg");
   form.append("mode", mode());
+  form.append("consent", document.getElementById("consent").checked ? "true" : "false"); // off unless ticked
+  form.append("source", "web");
   let response;
   try {
-    response = await fetch("/v1/recognize", { method: "POST", body: form });
+    response = onDevice ? await window.susikEdge.read(image, mode()) : await fetch("/v1/recognize", { method: "POST", body: form });
   } catch (error) {
     say(`Network error: ${error.message}`, true);
     return;
@@ -91,7 +94,7 @@ async function recognize(file) {
   current = { requestId: body.request_id, displayMs: Math.round(performance.now() - captured) };
   document.body.dataset.displayMs = current.displayMs;
   const count = body.regions.length;
-  say(`${count} formula${count === 1 ? "" : "s"} · ${current.displayMs} ms from photo to screen`);
+  say(`${count} formula${count === 1 ? "" : "s"} · ${current.displayMs} ms from photo to screen · ${body.source === "device" ? "read on this device" : `read by the server · request ${body.request_id}`}`);
 }
 
 function outline(region, index) {
@@ -143,6 +146,10 @@ async function sendFeedback(item, predicted) {
   if (latex === predicted) feedback.accepted = true;
   else feedback.latex = latex;
   if (comment) feedback.comment = comment;
+  if (!current.requestId) { // read on this device: there is no server request to attach feedback to
+    note.textContent = "read on this device: nothing is sent";
+    return;
+  }
   note.textContent = "sending…";
   try {
     const response = await fetch("/v1/feedback", {
