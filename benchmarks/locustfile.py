@@ -9,11 +9,15 @@ Headless, bounded in time, against a server on this machine only:
 
 Users wait 0.5-1.5 s between actions (a person looking at the result); raise -u to raise the load. The
 sustained QPS is the highest total RPS whose p95 stays <= 1 s with < 1% failures (see the --csv stats).
+With SUSIK_LOCUST_LOG=path, every request is also written there as a CSV line (end time, name, ms, failed):
+benchmarks/bench_rollout.py reads it to split latencies into time windows.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import time
 from urllib.parse import urlparse
 
 from locust import HttpUser, between, events, task
@@ -28,6 +32,18 @@ def _local_only(environment, **_kwargs) -> None:
     host = urlparse(environment.host or "").hostname
     if host not in LOCAL:
         raise SystemExit(f"this scenario only targets a local server (127.0.0.1), not {host!r}")
+
+
+@events.init.add_listener
+def _request_log(environment, **_kwargs) -> None:
+    path = os.environ.get("SUSIK_LOCUST_LOG")
+    if not path:
+        return
+    log = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - open for the whole run
+
+    @environment.events.request.add_listener
+    def _write(name, response_time, exception, **_request) -> None:
+        log.write(f"{time.time():.3f},{name},{response_time:.1f},{int(exception is not None)}\n")
 
 
 CROP, PAGE = sample_photo(480, 160), sample_photo(1280, 960)

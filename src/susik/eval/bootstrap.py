@@ -50,20 +50,6 @@ def f1(hits: np.ndarray, predictions: np.ndarray, truths: np.ndarray) -> Statist
     return statistic
 
 
-def quantile(values: np.ndarray, q: float) -> Statistic:
-    """The q-quantile (0..1, lower value at ties) of each resample: its draw counts weight the sorted values."""
-    values = np.asarray(values, float)
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-
-    def statistic(weights: np.ndarray) -> np.ndarray:
-        cumulative = np.cumsum(weights[:, order], axis=1)
-        reached = cumulative >= q * cumulative[:, -1:] - 1e-9
-        return ordered[np.argmax(reached, axis=1)]
-
-    return statistic
-
-
 def interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap values."""
     tail = (1 - level) / 2 * 100
@@ -77,8 +63,7 @@ def confidence_interval(statistic: Statistic, weights: np.ndarray, level: float 
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """a - b: the observed difference and its percentile interval (from `paired_difference` on the same
-    resamples, or from `independent_difference` on each sample's own)."""
+    """a - b on the same resamples: the observed difference and its percentile interval."""
 
     difference: float
     low: float
@@ -97,11 +82,26 @@ def paired_difference(a: Statistic, b: Statistic, weights: np.ndarray, level: fl
     return PairedDifference(observed, low, high)
 
 
-def independent_difference(
-    a: Statistic, a_weights: np.ndarray, b: Statistic, b_weights: np.ndarray, level: float = 0.95
-) -> PairedDifference:
-    """a - b for two separate samples (say, the requests two model versions served): each is resampled on
-    its own, with the same number of resamples."""
-    observed = float(a(np.ones((1, a_weights.shape[1])))[0] - b(np.ones((1, b_weights.shape[1])))[0])
-    low, high = interval(a(a_weights) - b(b_weights), level)
-    return PairedDifference(observed, low, high)
+# Bootstrap distributions drawn in O(resamples), whatever the sample size (live traffic grows without bound).
+
+
+def resampled_rate(hits: int, n: int, rng: np.random.Generator, resamples: int = DEFAULT_RESAMPLES) -> np.ndarray:
+    """The mean of n 0/1 values, one per resample: a resample's count of ones is Binomial(n, hits / n)."""
+    if n == 0:
+        raise ValueError("cannot resample zero samples")
+    return rng.binomial(n, hits / n, size=resamples) / n
+
+
+def resampled_quantile(
+    values: np.ndarray, q: float, rng: np.random.Generator, resamples: int = DEFAULT_RESAMPLES
+) -> np.ndarray:
+    """The q-quantile (0 < q <= 1; the ceil(q n)-th smallest value) of each resample, without drawing any: the
+    k-th smallest of n draws from the sample is the sample's value at the k-th smallest of n uniforms, and
+    that uniform order statistic is Beta(k, n + 1 - k)."""
+    ordered = np.sort(np.asarray(values, float))
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("cannot resample zero samples")
+    k = min(n, max(1, int(np.ceil(q * n))))
+    position = rng.beta(k, n + 1 - k, size=resamples) * n
+    return ordered[np.minimum(position.astype(int), n - 1)]

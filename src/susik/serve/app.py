@@ -318,6 +318,8 @@ async def readyz(state: State) -> JSONResponse:
         }
     if serving.champion.page is None:
         body["page_mode"] = serving.champion.page_unavailable
+    if state.rollout.problem is not None:  # a newly promoted version failed to load: the old one serves
+        body["rollout_problem"] = state.rollout.problem
     return JSONResponse(body)
 
 

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -28,10 +28,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(port: int, data_dir: Path, fake: bool, timeout_s: float = 120) -> subprocess.Popen:
-    """`susik serve` in a child process (so its memory is measurable on its own); waits for /readyz."""
+def start_server(
+    port: int, data_dir: Path, fake: bool, timeout_s: float = 120, env: Mapping[str, str] | None = None
+) -> subprocess.Popen:
+    """`susik serve` in a child process (so its memory is measurable on its own); waits for /readyz.
+    `env`: more SUSIK_* settings for it."""
     factory = "susik.serve.fakes:create_fake_app" if fake else "susik.serve.app:create_app"
-    env = {**os.environ, "SUSIK_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "SUSIK_DATA_DIR": str(data_dir), **(env or {})}
     process = subprocess.Popen(
         [
             sys.executable,
