@@ -116,6 +116,31 @@ def normalise(gray: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -
     return np.clip((paper - gray.astype(np.float32)) / span, 0.0, 1.0)
 
 
+def _bilinear_axis(source: int, target: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's bilinear sampling along one axis: (first, second source index, float32 weight of the second)."""
+    position = ((np.arange(target) + 0.5) * (1.0 / (target / source)) - 0.5).astype(np.float32)
+    first = np.floor(position).astype(np.int64)
+    weight = position - first.astype(np.float32)
+    outside = (first < 0) | (first >= source - 1)
+    weight[outside] = 0
+    first = np.clip(first, 0, source - 1)
+    return first, np.minimum(first + 1, source - 1), weight
+
+
+def resize_bilinear(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """float32 bilinear resize, as cv2.INTER_LINEAR computes it without Intel IPP.
+
+    cv2 hands float INTER_LINEAR to IPP, whose weights differ by up to ~1e-5 and cannot be reproduced
+    elsewhere; this spelled-out version is what the browser's on-device mode (serve/web/edge-core.js)
+    computes bit for bit.
+    """
+    xs, xs_next, wx = _bilinear_axis(image.shape[1], width)
+    ys, ys_next, wy = _bilinear_axis(image.shape[0], height)
+    one = np.float32(1)
+    rows = image[:, xs] * (one - wx) + image[:, xs_next] * wx
+    return rows[ys] * (one - wy)[:, None] + rows[ys_next] * wy[:, None]
+
+
 def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
     """Keep aspect at `config.height`; a crop wider than `max_width` is scaled to fit and centred vertically.
 
@@ -124,8 +149,11 @@ def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPR
     height, width = image.shape
     target_w = max(1, round(width * config.height / height))
     if target_w <= config.max_width:
-        interpolation = cv2.INTER_AREA if config.height < height else cv2.INTER_LINEAR
-        return cv2.resize(image, (target_w, config.height), interpolation=interpolation)
+        if config.height < height:
+            return cv2.resize(image, (target_w, config.height), interpolation=cv2.INTER_AREA)
+        if target_w == width and config.height == height:
+            return image
+        return resize_bilinear(image.astype(np.float32, copy=False), target_w, config.height)
     target_h = max(1, round(height * config.max_width / width))
     scaled = cv2.resize(image, (config.max_width, target_h), interpolation=cv2.INTER_AREA)
     canvas = np.zeros((config.height, config.max_width), dtype=image.dtype)
