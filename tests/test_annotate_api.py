@@ -167,6 +167,117 @@ def test_review_sets_status(client):
     assert [i["image"] for i in http.get("/api/items?status=reviewed").json()["items"]] == ["page0.png"]
 
 
+def test_review_history_comment_and_a_save_after_it(client):
+    http, dataset = client
+    body = {"regions": [{"quad": QUAD, "latex": "x+1=2", "kind": "printed"}], "orientation": 0}
+    saved = http.put("/api/items/1", json={**body, "annotator": "kim", "seconds": 4}).json()
+    rejected = http.post(
+        "/api/items/1/review", json={"reviewer": "rev", "verdict": "rejected", "comment": " 1 is l? "}
+    ).json()
+    assert rejected["status"] == "rejected"
+    save, review = rejected["history"]
+    assert (save["type"], save["annotator"], save["regions"], save["version"]) == (
+        "save",
+        "kim",
+        1,
+        saved["version"],
+    )
+    assert (review["verdict"], review["annotator"], review["comment"]) == ("rejected", "rev", "1 is l?")
+    assert review["version"] == saved["version"]  # the labels it judged; a review changes no label
+    assert http.get("/api/version").json()["version"] == saved["version"]
+    assert http.get("/api/items/1").json()["history"] == rejected["history"]
+    (event,) = [e for e in read_events(dataset.sidecar) if e.type == "review"]
+    assert event.comment == "1 is l?"
+
+    # the annotator fixes it: changed labels need another review
+    assert http.put("/api/items/1", json={**body, "annotator": "kim"}).json()["status"] == "annotated"
+    long = {"reviewer": "rev", "verdict": "accepted", "comment": "x" * 2001}
+    assert http.post("/api/items/1/review", json=long).status_code == 422
+
+
+def test_filter_by_annotator(client):
+    http, _ = client
+    for index, who in ((0, "kim"), (1, "lee"), (1, "kim")):
+        assert http.put(
+            f"/api/items/{index}", json={"regions": [], "orientation": 0, "annotator": who}
+        ).is_success
+    body = http.get("/api/items").json()
+    assert body["annotators"] == ["kim", "lee"]
+    assert [item["annotators"] for item in body["items"]] == [["kim"], ["lee", "kim"]]
+    assert [i["image"] for i in http.get("/api/items?annotator=lee").json()["items"]] == ["page1.png"]
+    both = http.get("/api/items?annotator=kim&status=annotated").json()["items"]
+    assert [i["image"] for i in both] == ["page0.png", "page1.png"]
+    assert http.get("/api/items?annotator=nobody").json()["items"] == []
+
+
+def test_polygon_alone_gets_its_quad_derived(client):
+    http, dataset = client
+    # a pentagon drawn counter-clockwise (on screen) on a page turned 90 degrees clockwise
+    drawn = [[100, 200], [110, 120], [100, 30], [60, 40], [60, 200]]
+    region = {"polygon": drawn, "latex": "y", "kind": "handwritten"}
+    saved = http.put("/api/items/1", json={"regions": [region], "orientation": 90, "annotator": "a"})
+    assert saved.status_code == 200, saved.text
+    (back,) = saved.json()["regions"]
+    (stored,) = list(read_manifest(dataset.manifest))[1].regions
+    assert back == stored.model_dump(mode="json", exclude_none=True)
+    xs, ys = zip(*back["quad"], strict=True)
+    assert (min(xs), max(xs), min(ys), max(ys)) == pytest.approx((60, 110, 30, 200), abs=0.01)
+    # turned 90 degrees clockwise, the formula's top-left is at the photo's top-right and it reads downwards
+    assert back["quad"][0] == pytest.approx([110, 30], abs=0.01)
+    assert back["quad"][1] == pytest.approx([110, 200], abs=0.01)
+    # clockwise on screen, from the vertex nearest the quad's start
+    assert back["polygon"] == [[100, 30], [110, 120], [100, 200], [60, 200], [60, 40]]
+
+    # sent back unchanged (quad + polygon), it is stored as is
+    again = http.put("/api/items/1", json={"regions": [back], "orientation": 90, "annotator": "a"})
+    assert again.json()["regions"] == [back]
+
+
+@pytest.mark.parametrize(
+    ("polygon", "message"),
+    [
+        ([[0, 0], [10, 0]], "at least 3 points"),
+        ([[0, 0], [10, 10], [20, 20]], "no area"),
+        ([[0, 0], [20, 20], [20, 0], [0, 20]], "crosses itself"),
+        ([[0, 0, 1], [10, 0, 1], [10, 10, 1]], "polygon.0"),
+    ],
+)
+def test_bad_polygons_are_refused(client, polygon, message):
+    http, dataset = client
+    before = dataset.manifest.read_bytes()
+    region = {"polygon": polygon, "latex": "x", "kind": "printed"}
+    response = http.put("/api/items/1", json={"regions": [region], "orientation": 0, "annotator": "a"})
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+    assert dataset.manifest.read_bytes() == before
+    shapeless = {"latex": "x", "kind": "printed"}
+    assert (
+        http.put(
+            "/api/items/1", json={"regions": [shapeless], "orientation": 0, "annotator": "a"}
+        ).status_code
+        == 422
+    )
+
+
+def test_crop_is_the_region_warped_upright(client):
+    http, _ = client
+    response = http.get("/api/items/0/regions/0/crop")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    crop = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert crop.shape == (46, 160)  # QUAD's longer edges: 160 x 46 px
+    assert crop.min() < 60 and np.median(crop) > 200  # the dark "x+0=2" strokes on white paper
+    assert http.get("/api/items/0/regions/1/crop").json()["error"] == "unknown_region"
+    assert http.get("/api/items/1/regions/0/crop").status_code == 404
+
+
+def test_pages_are_served(client):
+    http, _ = client
+    assert 'id="draw-polygon"' in http.get("/").text
+    review = http.get("/review").text
+    assert 'id="accept"' in review and 'id="filter-annotator"' in review
+    assert "function decide" in http.get("/static/review.js").text
+
+
 @pytest.mark.skipif(shutil.which("latex") is None, reason="needs TeX (texlive-latex-base)")
 def test_compile_check(client):
     http, _ = client

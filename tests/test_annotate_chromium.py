@@ -1,20 +1,28 @@
-"""The labeling page in headless Chromium: draw a quad, type LaTeX, see KaTeX, save, reload, export, import."""
+"""The labeling page in headless Chromium: draw a quad, type LaTeX, see KaTeX, save, reload, export, import;
+draw and edit a polygon; and the review page: walk, filter, reject with a comment, accept."""
 
 from pathlib import Path
 
+import cv2
 import pytest
 from browser import headless_chromium, needs_chromium, serve_in_thread
-from test_annotate_api import make_dataset
+from test_annotate_api import QUAD, make_dataset
 
 from susik.annotate.app import create_app, find_katex
 from susik.annotate.interop import export_labelstudio, import_labelstudio
+from susik.annotate.shapes import outline
 from susik.annotate.store import SIDECAR, Dataset, read_events
-from susik.data.manifest import read_manifest
+from susik.data.manifest import PageRegion, read_manifest
 
 SCREENSHOT = Path("/tmp/susik-annotate.png")
+POLYGON_SCREENSHOT = Path("/tmp/susik-annotate-polygon.png")
+REVIEW_SCREENSHOT = Path("/tmp/susik-annotate-review.png")  # docs/annotate_review.png is a copy
 CORNERS = [(60.0, 40.0), (220.0, 44.0), (218.0, 90.0), (58.0, 86.0)]  # image pixels, clockwise from top-left
 MOVED = (230.0, 100.0)  # where corner 3 is dragged to
 LATEX = r"\sqrt{x}+\frac{1}{2}"
+POLYGON = [(60.0, 40.0), (140.0, 30.0), (220.0, 44.0), (218.0, 90.0), (58.0, 86.0)]  # clicked in this order
+# after: vertex 1 dragged to (140, 20), vertex 4 deleted, the midpoint of edge 2-3 (219, 67) dragged out
+EDITED = [(60.0, 40.0), (140.0, 20.0), (220.0, 44.0), (235.0, 67.0), (218.0, 90.0)]
 
 pytestmark = needs_chromium
 
@@ -148,3 +156,147 @@ def test_draw_type_render_save_reload_export_import(server, browser, tmp_path):
         assert [(r.latex, r.kind) for r in got.regions] == [(r.latex, r.kind) for r in want.regions]
         for a, b in zip(got.regions, want.regions):
             assert all(abs(p - q) < 0.01 for pa, pb in zip(a.quad, b.quad) for p, q in zip(pa, pb))
+
+
+def shape_text(driver) -> str:
+    """What the first region's panel says of its shape (quad, or polygon and its point count)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, "#regions .shape").text
+
+
+def listed(driver) -> list[str]:
+    """The item indices the review page lists (read in one go: the list is rebuilt after each verdict)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#items li')].map((li) => li.dataset.index)"
+    )
+
+
+def test_draw_edit_save_reload_a_polygon(server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    dataset, url = server
+    wait = WebDriverWait(browser, 10)
+    browser.get(url + "/?item=1")  # the review page's edit link opens an item directly
+    wait.until(lambda d: d.find_element(By.ID, "title").text == "page1.png")
+    browser.find_element(By.ID, "annotator").send_keys("kim")
+
+    browser.find_element(By.ID, "draw-polygon").click()
+    for x, y in POLYGON:
+        click_image_point(browser, x, y)
+    click_image_point(browser, *POLYGON[0])  # back on the first point: closed
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#shapes polygon.outline")) == 1)
+    assert shape_text(browser) == "polygon · 5 points"
+    browser.switch_to.active_element.send_keys("x+1=2")
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#handles circle.vertex")) == 5)
+
+    drag_image_point(browser, POLYGON[1], (140.0, 20.0))  # move a vertex
+    click_image_point(browser, *POLYGON[4])  # pick a vertex, then Delete removes it
+    ActionChains(browser).send_keys(Keys.DELETE).perform()
+    wait.until(lambda d: shape_text(d) == "polygon · 4 points")
+    drag_image_point(browser, (219.0, 67.0), (235.0, 67.0))  # an edge's midpoint dragged out: a new vertex
+    wait.until(lambda d: shape_text(d) == "polygon · 5 points")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#shapes polygon.derived")  # edited: no quad yet
+    browser.find_element(By.ID, "save").click()
+    wait.until(lambda d: "saved" in d.find_element(By.ID, "status").text)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#shapes polygon.derived")) == 1)
+    browser.save_screenshot(str(POLYGON_SCREENSHOT))
+
+    (page,) = [p for p in read_manifest(dataset.manifest) if p.image == "page1.png"]
+    (region,) = page.regions
+    assert region.latex == "x+1=2"
+    want_quad, want_polygon = outline(EDITED, 0)
+    assert len(region.polygon) == 5
+    for (x, y), (want_x, want_y) in zip(region.polygon, want_polygon, strict=True):
+        assert abs(x - want_x) < 1.5 and abs(y - want_y) < 1.5
+    for (x, y), (want_x, want_y) in zip(region.quad, want_quad, strict=True):
+        assert abs(x - want_x) < 3 and abs(y - want_y) < 3  # the quad derived from it, on the server
+
+    browser.refresh()
+    wait.until(lambda d: d.find_element(By.ID, "title").text == "page1.png")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#shapes polygon.outline"))
+    drawn = browser.find_element(By.CSS_SELECTOR, "#shapes polygon.outline").get_attribute("points")
+    assert drawn == " ".join(f"{x:g},{y:g}" for x, y in region.polygon)
+    assert shape_text(browser) == "polygon · 5 points"
+    assert "unsaved" not in browser.find_element(By.ID, "item-status").text
+
+
+@pytest.fixture
+def reviewed_server(tmp_path):
+    if find_katex() is None:
+        pytest.skip("KaTeX not installed: run scripts/setup.sh (npm ci)")
+    folder = make_dataset(tmp_path / "ds")
+    page = cv2.imread(str(folder / "page0.png"))
+    cv2.putText(page, "y=3x-1", (60, 170), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.5, (90, 40, 20), 2)  # by hand
+    cv2.imwrite(str(folder / "page0.png"), page)
+    dataset = Dataset(folder)
+    written = outline(((52.0, 128.0), (140.0, 122.0), (215.0, 134.0), (212.0, 186.0), (50.0, 184.0)), 0)
+    regions = (
+        PageRegion(quad=tuple(map(tuple, QUAD)), latex=r"x+0=2", kind="printed"),
+        PageRegion(quad=written[0], polygon=written[1], latex=r"y=3x-1", kind="handwritten"),
+    )
+    dataset.save(0, regions, 0, "kim", 40.0)
+    polygon = ((38.0, 30.0), (120.0, 24.0), (200.0, 34.0), (198.0, 80.0), (38.0, 76.0))
+    quad1, polygon1 = outline(polygon, 0)
+    dataset.save(
+        1, (PageRegion(quad=quad1, polygon=polygon1, latex=r"x+1=2", kind="handwritten"),), 0, "lee", 25
+    )
+    with serve_in_thread(create_app(dataset)) as url:
+        yield dataset, url
+
+
+def test_review_walk_filter_reject_accept(reviewed_server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    dataset, url = reviewed_server
+    wait = WebDriverWait(browser, 10)
+    browser.get(url + "/review")
+    wait.until(lambda d: listed(d) == ["0", "1"])  # annotated items, by default
+    wait.until(lambda d: d.find_element(By.ID, "title").text == "page0.png")
+    wait.until(lambda d: d.execute_script("return document.querySelector('#rows img.crop').naturalWidth") > 0)
+    assert browser.find_elements(By.CSS_SELECTOR, "#rows .rendered .katex")  # typeset, beside the crop
+    assert browser.find_element(By.CSS_SELECTOR, "#rows code").text == "x+0=2"
+
+    annotator = Select(browser.find_element(By.ID, "filter-annotator"))
+    assert [o.text for o in annotator.options] == ["anyone", "kim", "lee"]
+    annotator.select_by_visible_text("lee")
+    wait.until(lambda d: listed(d) == ["1"] and d.find_element(By.ID, "title").text == "page1.png")
+    assert "polygon" in browser.find_element(By.CSS_SELECTOR, "#rows td:last-child").text
+    Select(browser.find_element(By.ID, "filter-annotator")).select_by_visible_text("anyone")
+    wait.until(lambda d: listed(d) == ["0", "1"] and d.find_element(By.ID, "title").text == "page0.png")
+
+    browser.find_element(By.ID, "reviewer").send_keys("rev")
+    ActionChains(browser).send_keys(Keys.ESCAPE).send_keys("x").perform()  # reject, no reason: refused
+    wait.until(lambda d: "say what is wrong" in d.find_element(By.ID, "status").text)
+    assert dataset.item(0).status == "annotated"
+    browser.find_element(By.ID, "comment").send_keys("the 0 is a 6")
+    browser.find_element(By.ID, "reject").click()
+    # page0 leaves the "annotated" list; the walk goes on to page1
+    wait.until(lambda d: listed(d) == ["1"] and d.find_element(By.ID, "title").text == "page1.png")
+    ActionChains(browser).send_keys("a").perform()
+    wait.until(lambda d: "nothing more to review" in d.find_element(By.ID, "status").text)
+    assert [item.status for item in dataset.items()] == ["rejected", "reviewed"]
+    reviews = [e for e in read_events(dataset.sidecar) if e.type == "review"]
+    assert [(e.image, e.annotator, e.verdict, e.comment) for e in reviews] == [
+        ("page0.png", "rev", "rejected", "the 0 is a 6"),
+        ("page1.png", "rev", "accepted", ""),
+    ]
+
+    Select(browser.find_element(By.ID, "filter-status")).select_by_visible_text("all")
+    wait.until(lambda d: listed(d) == ["0", "1"] and d.find_element(By.ID, "title").text == "page0.png")
+    history = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#history li")]
+    assert (
+        len(history) == 2 and "saved by kim" in history[0] and "rejected by rev: “the 0 is a 6”" in history[1]
+    )
+    browser.save_screenshot(str(REVIEW_SCREENSHOT))
+
+    browser.find_element(By.ID, "edit").click()  # the annotator's side: the reason shows with the item
+    wait.until(lambda d: d.find_element(By.ID, "title").text == "page0.png")
+    wait.until(lambda d: "the 0 is a 6" in d.find_element(By.ID, "item-status").text)

@@ -7,7 +7,7 @@ import pytest
 from test_annotate_api import make_dataset
 from typer.testing import CliRunner
 
-from susik.annotate.agreement import agreement_report, compare, quad_iou
+from susik.annotate.agreement import agreement_report, compare, region_iou
 from susik.annotate.interop import (
     InteropError,
     export_coco,
@@ -73,6 +73,10 @@ def test_labelstudio_round_trip(tmp_path):
     assert [s["id"] for s in shapes] == [t["id"] for t in texts]  # region and transcription share the id
     assert shapes[0]["value"]["points"][0] == pytest.approx([10.123 / 333 * 100, 20.456 / 217 * 100])
     assert shapes[1]["value"]["polygonlabels"] == ["handwritten"]
+    assert len(shapes[1]["value"]["points"]) == 5  # Label Studio shows the polygon drawn, not its quad
+    assert task["data"]["shapes"] == {
+        "r1": {"quad": [list(p) for p in REGIONS[1].quad], "polygon": [list(p) for p in REGIONS[1].polygon]}
+    }
     assert texts[1]["value"]["text"] == ["x^2 + 한"]
     assert (shapes[0]["original_width"], shapes[0]["original_height"]) == (333, 217)
     assert empty["annotations"] == [] and task["predictions"] == []
@@ -110,30 +114,84 @@ def test_prelabels_become_predictions_and_are_not_imported_as_labels(tmp_path):
     pages = from_labelstudio([first, second], image_prefix="/data/local-files/?d=")
     assert pages[0].image == "page0.png" and pages[0].regions == ()
     assert [r.latex for r in pages[1].regions] == [r.latex for r in REGIONS]
+    assert second["annotations"][0]["ground_truth"] is False
+    dataset.review(1, "rev", "accepted", 2.0)
+    assert to_labelstudio(dataset.manifest)[1]["annotations"][0]["ground_truth"] is True
+    dataset.save(1, REGIONS[:1], 0, "ann", 5.0)  # changed after the review: not ground truth any more
+    assert to_labelstudio(dataset.manifest)[1]["annotations"][0]["ground_truth"] is False
 
 
-def test_labelstudio_rejects_non_quads():
-    task = to_labelstudio_task_with_points(5)
-    with pytest.raises(InteropError, match="5 points"):
-        from_labelstudio([task])
-
-
-def to_labelstudio_task_with_points(n: int) -> dict:
-    points = [[10.0 * i, 5.0] for i in range(n)]
+def labelstudio_task(value: dict, kind: str = "polygonlabels", data: dict | None = None) -> dict:
+    """A task as Label Studio writes it for a region drawn in its own editor (a 200 x 100 image)."""
     shape = {
         "id": "a",
-        "type": "polygonlabels",
+        "type": kind,
         "from_name": "kind",
         "to_name": "image",
-        "original_width": 100,
+        "original_width": 200,
         "original_height": 100,
-        "value": {"points": points, "polygonlabels": ["printed"]},
+        "value": value,
     }
+    text = {**shape, "type": "textarea", "from_name": "transcription", "value": {"text": ["y"]}}
     return {
         "id": 1,
-        "data": {"image": "x.png", "width": 100, "height": 100},
-        "annotations": [{"result": [shape]}],
+        "data": {"image": "x.png", "width": 200, "height": 100, **(data or {})},
+        "annotations": [{"result": [shape, text]}],
     }
+
+
+def test_labelstudio_polygon_drawn_there_gets_a_quad():
+    # percent of 200 x 100: a pentagon, counter-clockwise on screen
+    points = [[10, 20], [10, 60], [50, 70], [60, 40], [50, 10]]
+    (page,) = from_labelstudio([labelstudio_task({"points": points, "polygonlabels": ["handwritten"]})])
+    (region,) = page.regions
+    assert (region.latex, region.kind) == ("y", "handwritten")
+    assert region.polygon == ((20.0, 20.0), (100.0, 10.0), (120.0, 40.0), (100.0, 70.0), (20.0, 60.0))
+    xs, ys = zip(*region.quad, strict=True)
+    assert region.quad[0] == min(region.quad, key=sum)  # an upright page: starts at the top-left
+    assert min(xs) <= 20 and max(xs) >= 120 and min(ys) <= 10 and max(ys) >= 70  # it bounds the polygon
+
+
+def test_labelstudio_polygon_edited_there_gets_a_new_quad(tmp_path):
+    manifest = tmp_path / "manifest.jsonl"
+    write_manifest(manifest, [PAGE])
+    (task,) = to_labelstudio(manifest)
+    shape = task["annotations"][0]["result"][2]
+    shape["value"]["points"][1] = [40.0, 30.0]  # a vertex dragged in Label Studio
+    (page,) = from_labelstudio([task])
+    untouched, edited = page.regions
+    assert untouched == REGIONS[0].model_copy(update={"quad": untouched.quad})  # quad-only: as drawn
+    dragged = (round(40.0 / 100 * 333, 2), round(30.0 / 100 * 217, 2))
+    assert dragged in edited.polygon and len(edited.polygon) == 5
+    assert edited.quad != REGIONS[1].quad  # derived again from the edited outline, not the stale one
+    xs = [x for x, _ in edited.quad]
+    assert min(xs) <= 50.0 and max(xs) >= 255.0
+
+
+def flat(points) -> list[float]:
+    return [value for point in points for value in point]
+
+
+def test_labelstudio_rectangles_become_quads():
+    square = {"x": 10, "y": 20, "width": 20, "height": 40, "rotation": 0, "rectanglelabels": ["printed"]}
+    (page,) = from_labelstudio([labelstudio_task(square, "rectanglelabels")])
+    assert flat(page.regions[0].quad) == pytest.approx(flat(((20, 20), (60, 20), (60, 60), (20, 60))))
+    assert page.regions[0].polygon is None
+    turned = {**square, "rotation": 90}  # clockwise about its top-left corner
+    (page,) = from_labelstudio([labelstudio_task(turned, "rectanglelabels")])
+    # still clockwise from the top-left
+    assert flat(page.regions[0].quad) == pytest.approx(flat(((-20, 20), (20, 20), (20, 60), (-20, 60))))
+
+
+def test_labelstudio_refuses_shapes_that_are_not_regions():
+    line = {"points": [[10, 10], [50, 10]], "polygonlabels": ["printed"]}
+    with pytest.raises(InteropError, match="task 1: region a: a polygon needs at least 3 points"):
+        from_labelstudio([labelstudio_task(line)])
+    bowtie = {"points": [[0, 0], [20, 20], [20, 0], [0, 20], [10, 30]], "polygonlabels": ["printed"]}
+    with pytest.raises(InteropError, match="crosses itself"):
+        from_labelstudio([labelstudio_task(bowtie)])
+    with pytest.raises(InteropError, match="unknown kind"):
+        from_labelstudio([labelstudio_task({"points": [[0, 0], [9, 0], [9, 9]], "polygonlabels": ["typed"]})])
 
 
 def test_coco_round_trip(tmp_path):
@@ -142,14 +200,32 @@ def test_coco_round_trip(tmp_path):
     out = tmp_path / "coco.json"
     assert export_coco(manifest, out) == 2
     coco = json.loads(out.read_text())
-    first = coco["annotations"][0]
-    assert first["latex"] == r"\frac{a}{b}" and len(first["segmentation"][0]) == 8
+    first, second = coco["annotations"]
+    assert first["latex"] == r"\frac{a}{b}" and len(first["segmentation"][0]) == 8 and "quad" not in first
+    assert len(second["segmentation"][0]) == 10  # the polygon is the segmentation; its quad rides beside it
+    assert second["quad"] == [list(point) for point in REGIONS[1].quad]
     assert [c["name"] for c in coco["categories"]] == ["printed", "handwritten"]
     assert first["bbox"] == pytest.approx([10.123, 20.456, 300.789 - 10.123, 90.25 - 20.456])
     assert import_coco(out, tmp_path / "back.jsonl") == 2
     same_pages(list(read_manifest(tmp_path / "back.jsonl")), [PAGE, EMPTY])
     with pytest.raises(InteropError):
         from_coco({"images": []})
+
+
+def test_coco_polygon_from_elsewhere_gets_a_quad():
+    pentagon = [20, 20, 20, 60, 100, 70, 120, 40, 100, 10]
+    coco = {
+        "images": [{"id": 7, "file_name": "x.png", "width": 200, "height": 100}],
+        "categories": [{"id": 3, "name": "printed"}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "segmentation": [pentagon]}],
+    }
+    (page,) = from_coco(coco)
+    (region,) = page.regions
+    assert region.polygon == ((20, 20), (100, 10), (120, 40), (100, 70), (20, 60))  # clockwise on screen
+    assert region.latex == "" and len(region.quad) == 4
+    coco["annotations"][0]["segmentation"] = [[0, 0, 10, 10, 20, 20]]
+    with pytest.raises(InteropError, match="annotation 1: the polygon has no area"):
+        from_coco(coco)
 
 
 def test_cli_round_trip_and_errors(tmp_path):
@@ -176,13 +252,18 @@ def test_cli_round_trip_and_errors(tmp_path):
     assert missing.exit_code == 1 and "no such folder" in missing.output
 
 
-def test_quad_iou_and_matching():
+def test_region_iou_and_matching():
     square = PageRegion(quad=((0, 0), (10, 0), (10, 10), (0, 10)), latex="a", kind="printed")
     shifted = PageRegion(quad=((5, 0), (15, 0), (15, 10), (5, 10)), latex="b", kind="handwritten")
-    assert quad_iou(square, square) == pytest.approx(1.0)
-    assert quad_iou(square, shifted) == pytest.approx(50 / 150)
+    assert region_iou(square, square) == pytest.approx(1.0)
+    assert region_iou(square, shifted) == pytest.approx(50 / 150)
     flat = PageRegion(quad=((0, 0), (10, 0), (10, 0), (0, 0)), latex="a", kind="printed")
-    assert quad_iou(flat, flat) == 0.0  # zero area: no division by zero
+    assert region_iou(flat, flat) == 0.0  # zero area: no division by zero
+    # two outlines in the same bounding quad: their polygons decide, not the quads they share
+    upper = square.model_copy(update={"polygon": ((0, 0), (10, 0), (0, 10))})
+    lower = square.model_copy(update={"polygon": ((10, 0), (10, 10), (0, 10))})
+    assert region_iou(upper, lower) == pytest.approx(0.0)
+    assert region_iou(upper, square) == pytest.approx(1.0)  # one has no polygon: quads
     pair = compare((square,), (square.model_copy(update={"latex": "b"}), shifted))
     assert (pair.ious, pair.same_kind) == ((pytest.approx(1.0),), 1)
     assert pair.edit == (1.0,)  # one token of one, replaced

@@ -1,7 +1,7 @@
 """Inter-annotator agreement on pages labeled by two or more people, and per-annotator throughput.
 
-For each page, each annotator's last save counts. Two annotators' regions are matched greedily by quad IoU
-(highest first, IoU >= `match_iou`); agreement is then: matched share (F1 of the matching), mean IoU of the
+For each page, each annotator's last save counts. Two annotators' regions are matched greedily by region IoU
+(of the polygons where both have one, else of the quads; highest first, IoU >= `match_iou`); agreement is then: matched share (F1 of the matching), mean IoU of the
 matched pairs, the share of matched pairs with the same kind, and the LaTeX normalised token edit distance
 (`susik.eval.metrics`, 0 = identical after normalisation) with the exact-match share.
 """
@@ -41,15 +41,17 @@ class Throughput:
         return self.items / self.seconds * 3600 if self.seconds else 0.0
 
 
-def quad_iou(a: PageRegion, b: PageRegion) -> float:
-    pa, pb = Polygon(a.quad).buffer(0), Polygon(b.quad).buffer(0)  # buffer(0) repairs a self-crossing quad
+def region_iou(a: PageRegion, b: PageRegion) -> float:
+    both = a.polygon is not None and b.polygon is not None  # a quad is only a polygon's bounding rectangle
+    shape_a, shape_b = (a.polygon, b.polygon) if both else (a.quad, b.quad)
+    pa, pb = Polygon(shape_a).buffer(0), Polygon(shape_b).buffer(0)  # buffer(0) repairs a self-crossing shape
     union = pa.union(pb).area
     return pa.intersection(pb).area / union if union > 0 else 0.0
 
 
 def compare(a: tuple[PageRegion, ...], b: tuple[PageRegion, ...], match_iou: float = 0.5) -> PairAgreement:
     candidates = sorted(
-        ((quad_iou(ra, rb), i, j) for i, ra in enumerate(a) for j, rb in enumerate(b)), reverse=True
+        ((region_iou(ra, rb), i, j) for i, ra in enumerate(a) for j, rb in enumerate(b)), reverse=True
     )
     used_a, used_b, ious, same_kind, edit = set(), set(), [], 0, []
     for iou, i, j in candidates:

@@ -1,6 +1,8 @@
-"""The labeling web app: item list, one page's regions (read, save, review), the TeX compile check, the guide.
+"""The labeling web app: item list, one page's regions (read, save, review), crops, the TeX compile check, the
+guide.
 
-`create_app(dataset, spec_path)` builds it; the page is static (web/) and talks to the JSON API under /api.
+`create_app(dataset, spec_path)` builds it. Two static pages (web/) talk to the JSON API under /api: the
+labeling page at / and the review page at /review.
 """
 
 from __future__ import annotations
@@ -8,29 +10,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
+import cv2
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from susik.annotate.guide import guide_html
-from susik.annotate.store import STATUSES, Dataset, DatasetError, Item
+from susik.annotate.shapes import ShapeError, outline
+from susik.annotate.store import STATUSES, Dataset, DatasetError, Event, Item
 from susik.data.manifest import PageRegion
+from susik.pipeline import rectify
+from susik.results import Quad
 from susik.serve.errors import ApiError, install_error_handlers
 from susik.spec.dataset import CONDITIONS, Condition, Kind
 
 WEB = Path(__file__).parent / "web"
 MAX_COMPILE = 50
+MAX_POLYGON = 500  # points: an outline, not a traced contour
 
 
 class RegionIn(BaseModel):
+    """A quad, a polygon with its quad, or a polygon alone (just drawn or edited): its quad is then derived."""
+
     model_config = ConfigDict(extra="forbid")
 
-    quad: list[list[float]] = Field(min_length=4, max_length=4)
-    polygon: list[list[float]] | None = None
+    quad: list[tuple[float, float]] | None = Field(None, min_length=4, max_length=4)
+    polygon: list[tuple[float, float]] | None = Field(None, max_length=MAX_POLYGON)
     latex: str = Field(max_length=4000)
     kind: Literal["printed", "handwritten"]
+
+    @model_validator(mode="after")
+    def _has_a_shape(self) -> RegionIn:
+        if self.quad is None and self.polygon is None:
+            raise ValueError("a region needs a quad or a polygon")
+        return self
 
 
 class SaveIn(BaseModel):
@@ -50,6 +65,7 @@ class ReviewIn(BaseModel):
 
     reviewer: str = Field(min_length=1, max_length=80)
     verdict: Literal["accepted", "rejected"]
+    comment: str = Field("", max_length=2000, description="why; the annotator sees it on the labeling page")
     seconds: float = Field(0.0, ge=0, le=86_400)
 
 
@@ -67,9 +83,28 @@ DatasetDep = Annotated[Dataset, Depends(_dataset)]
 api = APIRouter(prefix="/api")
 
 
-def _summary(item: Item) -> dict:
+def _annotators(events: list[Event]) -> list[str]:
+    """Who saved, in the order they first did."""
+    return list(dict.fromkeys(event.annotator for event in events if event.type == "save"))
+
+
+def _summary(item: Item, events: list[Event]) -> dict:
     sample = item.sample
-    return {"index": item.index, "image": sample.image, "status": item.status, "regions": len(sample.regions)}
+    return {
+        "index": item.index,
+        "image": sample.image,
+        "status": item.status,
+        "regions": len(sample.regions),
+        "annotators": _annotators(events),
+    }
+
+
+def _history(events: list[Event]) -> list[dict]:
+    keep = {"type", "at", "annotator", "seconds", "verdict", "comment", "version", "model_version"}
+    return [
+        {**event.model_dump(mode="json", include=keep, exclude_defaults=True), "regions": len(event.regions)}
+        for event in events
+    ]
 
 
 def _item(dataset: Dataset, index: int) -> Item:
@@ -79,39 +114,62 @@ def _item(dataset: Dataset, index: int) -> Item:
         raise ApiError(404, "unknown_item", str(error)) from None
 
 
-def _regions(raw: list[RegionIn]) -> tuple[PageRegion, ...]:
-    try:
-        return tuple(PageRegion.model_validate(region.model_dump(exclude_none=True)) for region in raw)
-    except ValidationError as error:
-        raise ApiError(422, "invalid_region", str(error).splitlines()[0]) from None
+def _regions(raw: list[RegionIn], orientation: int) -> tuple[PageRegion, ...]:
+    regions = []
+    for number, region in enumerate(raw, start=1):
+        fields = region.model_dump(exclude_none=True)
+        try:
+            if region.quad is None:
+                fields["quad"], fields["polygon"] = outline(region.polygon, orientation)
+            regions.append(PageRegion.model_validate(fields))
+        except ShapeError as error:
+            raise ApiError(422, "invalid_region", f"region {number}: {error}") from None
+        except ValidationError as error:
+            raise ApiError(422, "invalid_region", f"region {number}: {str(error).splitlines()[0]}") from None
+    return tuple(regions)
+
+
+def _region_json(region: PageRegion) -> dict:
+    return region.model_dump(mode="json", exclude_none=True)
 
 
 @api.get("/items")
-async def items(dataset: DatasetDep, status: Annotated[str | None, Query()] = None) -> dict:
+async def items(
+    dataset: DatasetDep,
+    status: Annotated[str | None, Query()] = None,
+    annotator: Annotated[str | None, Query(description="only pages this person saved")] = None,
+) -> dict:
     if status is not None and status not in STATUSES:
         raise ApiError(422, "invalid_status", f"status must be one of {', '.join(STATUSES)}")
-    listed = [_summary(item) for item in dataset.items() if status is None or item.status == status]
+    everyone: dict[str, None] = {}
     counts = {name: 0 for name in STATUSES}
+    listed = []
     for item in dataset.items():
+        summary = _summary(item, dataset.events_for(item.sample.image))
+        everyone.update(dict.fromkeys(summary["annotators"]))
         counts[item.status] += 1
-    return {"items": listed, "counts": counts, "total": len(dataset)}
+        if (status is None or item.status == status) and (
+            annotator is None or annotator in summary["annotators"]
+        ):
+            listed.append(summary)
+    return {"items": listed, "counts": counts, "total": len(dataset), "annotators": sorted(everyone)}
 
 
 @api.get("/items/{index}")
 async def item(dataset: DatasetDep, index: int) -> dict:
     found = _item(dataset, index)
+    events = dataset.events_for(found.sample.image)
     body = {
-        **_summary(found),
+        **_summary(found, events),
         **found.sample.model_dump(mode="json", include={"width", "height", "orientation", "conditions"}),
     }
-    body["regions"] = [region.model_dump(mode="json", exclude_none=True) for region in found.sample.regions]
+    body["regions"] = [_region_json(region) for region in found.sample.regions]
+    body["history"] = _history(events)
     body["prelabel"] = None
     if found.prelabel is not None:
         body["prelabel"] = {
             "model_version": found.prelabel.model_version,
-            "regions": [
-                region.model_dump(mode="json", exclude_none=True) for region in found.prelabel.regions
-            ],
+            "regions": [_region_json(region) for region in found.prelabel.regions],
             "scores": list(found.prelabel.scores),
         }
     return body
@@ -125,10 +183,31 @@ async def image(dataset: DatasetDep, index: int) -> FileResponse:
     return FileResponse(file)
 
 
+def _crop_png(dataset: Dataset, index: int, region: int) -> bytes:
+    """The saved region warped upright, as the recognizer sees it."""
+    sample = _item(dataset, index).sample
+    if not 0 <= region < len(sample.regions):
+        raise ApiError(404, "unknown_region", f"item {index} has {len(sample.regions)} regions, no {region}")
+    image = cv2.imread(str(dataset.folder / sample.image), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ApiError(404, "missing_image", f"{sample.image} is not on disk or not an image")
+    ok, png = cv2.imencode(".png", rectify(image, Quad(sample.regions[region].quad), target_height=64))
+    if not ok:
+        raise ApiError(500, "encode_failed", "could not encode the crop")
+    return png.tobytes()
+
+
+@api.get("/items/{index}/regions/{region}/crop", include_in_schema=False)
+async def crop(dataset: DatasetDep, index: int, region: int) -> Response:
+    png = await run_in_threadpool(_crop_png, dataset, index, region)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
 @api.put("/items/{index}")
 async def save(dataset: DatasetDep, index: int, body: SaveIn) -> dict:
+    """Store the page's labels; a region sent as a polygon alone comes back with its derived quad."""
     _item(dataset, index)
-    regions = _regions(body.regions)
+    regions = _regions(body.regions, body.orientation)
     version = await run_in_threadpool(
         dataset.save,
         index,
@@ -138,14 +217,20 @@ async def save(dataset: DatasetDep, index: int, body: SaveIn) -> dict:
         body.seconds,
         None if body.conditions is None else tuple(body.conditions),
     )
-    return {"version": version, "status": dataset.item(index).status}
+    return {
+        "version": version,
+        "status": dataset.item(index).status,
+        "regions": [_region_json(region) for region in regions],
+    }
 
 
 @api.post("/items/{index}/review")
 async def review(dataset: DatasetDep, index: int, body: ReviewIn) -> dict:
-    _item(dataset, index)
-    await run_in_threadpool(dataset.review, index, body.reviewer, body.verdict, body.seconds)
-    return {"status": dataset.item(index).status}
+    image = _item(dataset, index).sample.image
+    await run_in_threadpool(
+        dataset.review, index, body.reviewer, body.verdict, body.seconds, body.comment.strip()
+    )
+    return {"status": dataset.item(index).status, "history": _history(dataset.events_for(image))}
 
 
 @api.post("/compile")
@@ -188,6 +273,10 @@ def create_app(dataset: Dataset, spec_path: Path | None = None, katex_dir: Path 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(WEB / "index.html")
+
+    @app.get("/review", include_in_schema=False)
+    async def review_page() -> FileResponse:
+        return FileResponse(WEB / "review.html")
 
     @app.get("/guide", include_in_schema=False)
     async def guide() -> HTMLResponse:

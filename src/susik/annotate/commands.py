@@ -38,7 +38,8 @@ class _DefaultGroup(TyperGroup):
 
 annotate_app = typer.Typer(
     cls=_DefaultGroup,
-    help="Label page photos with formula quads + LaTeX (`susik annotate DATASET_DIR` opens the app).",
+    help="Label page photos with formula quads or polygons + LaTeX, and review them "
+    "(`susik annotate DATASET_DIR` opens the app).",
     no_args_is_help=True,
 )
 
@@ -77,7 +78,11 @@ def open_app(
     dataset = _open_dataset(dataset_dir)
     if prelabel:
         _prelabel(dataset)
-    _err.print(f"annotating {len(dataset)} pages of {dataset.folder} at http://{host}:{port}/", markup=False)
+    _err.print(
+        f"annotating {len(dataset)} pages of {dataset.folder} at http://{host}:{port}/ "
+        f"(review at http://{host}:{port}/review)",
+        markup=False,
+    )
     uvicorn.run(create_app(dataset, spec), host=host, port=port, log_level="warning")
 
 
@@ -153,7 +158,7 @@ def import_labelstudio(
     out_manifest: Annotated[Path, typer.Argument(help="page manifest .jsonl to write")],
     image_prefix: Annotated[str, typer.Option(help="prefix to strip from data.image")] = "",
 ) -> None:
-    """Label Studio tasks -> page manifest (each task's latest annotation)."""
+    """Label Studio tasks -> page manifest (each task's latest annotation; polygons and rectangles)."""
     with _one_line_errors():
         typer.echo(
             f"{interop.import_labelstudio(source, out_manifest, image_prefix)} pages -> {out_manifest}"
@@ -165,7 +170,7 @@ def export_coco(
     manifest: Annotated[Path, typer.Argument(help="page manifest .jsonl")],
     out: Annotated[Path, typer.Argument(help="COCO JSON to write")],
 ) -> None:
-    """Page manifest -> COCO (segmentation = quad, category = kind, `latex` per annotation)."""
+    """Page manifest -> COCO (segmentation = polygon or quad, category = kind, `latex` per annotation)."""
     with _one_line_errors():
         typer.echo(f"{interop.export_coco(manifest, out)} images -> {out}")
 
@@ -175,6 +180,6 @@ def import_coco(
     source: Annotated[Path, typer.Argument(help="COCO JSON")],
     out_manifest: Annotated[Path, typer.Argument(help="page manifest .jsonl to write")],
 ) -> None:
-    """COCO (quads + `latex`) -> page manifest."""
+    """COCO (polygons + `latex`) -> page manifest; a polygon's quad is derived when the file has none."""
     with _one_line_errors():
         typer.echo(f"{interop.import_coco(source, out_manifest)} pages -> {out_manifest}")

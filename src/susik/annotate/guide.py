@@ -35,12 +35,33 @@ the photo is turned: the tool stores the page orientation separately).</li>
 <li>Fit the ink tightly with a few pixels of margin; include superscripts, limits and fraction bars.</li>
 <li>On curved or crumpled paper follow the paper: the quad may be a trapezoid; keep its top edge along the
 formula's baseline direction. Do not cut off descenders to make the box rectangular.</li>
-<li>Drag a corner to move it; select a region and press <kbd>d</kbd> to delete it; <kbd>Ctrl+Z</kbd> undoes.</li>
+<li>Drag a corner to move it, drag inside a region to move it whole; select a region and press <kbd>d</kbd> to
+delete it; <kbd>Ctrl+Z</kbd> undoes.</li>
+</ul>
+<h2>When a quad does not fit: draw a polygon</h2>
+<ul>
+<li>For a formula on strongly curved or crumpled paper, or one that bends around other ink, press <kbd>g</kbd>
+and click around the formula's outline (any number of points, at least 3, without crossing edges); click the
+first point again or press <kbd>Enter</kbd> to close it. <kbd>Backspace</kbd> takes back the last point.</li>
+<li>Edit it afterwards: drag a vertex; drag the small dot in the middle of an edge to add a vertex; click a
+vertex and press <kbd>Delete</kbd> to remove it.</li>
+<li>You never draw the quad of a polygon: on save the tool derives it (the smallest rectangle around the
+polygon, starting at the formula's top-left for the page's orientation) and shows it dashed.</li>
+</ul>
+<h2>Review</h2>
+<ul>
+<li>The review view (<a href="/review">/review</a>) walks the saved pages, filtered by status and annotator. For
+each region it shows the upright crop the recognizer will learn from beside the LaTeX rendered: check that
+every glyph matches and that the crop holds the whole formula and nothing else.</li>
+<li><kbd>a</kbd> accepts; <kbd>x</kbd> rejects and needs a comment saying what is wrong: the annotator sees it
+on the labeling page. A page saved again after a review is back to <i>annotated</i> and needs a new review.</li>
 </ul>
 <h2>Keys</h2>
-<p><kbd>q</kbd> start a quad · <kbd>Esc</kbd> cancel · <kbd>d</kbd> delete selected · <kbd>k</kbd> toggle kind ·
+<p><kbd>q</kbd> start a quad · <kbd>g</kbd> start a polygon · <kbd>Enter</kbd> close it · <kbd>Esc</kbd> cancel ·
+<kbd>d</kbd> delete selected · <kbd>Delete</kbd> delete the picked polygon vertex · <kbd>k</kbd> toggle kind ·
 <kbd>r</kbd> rotate orientation · <kbd>s</kbd> save · <kbd>n</kbd>/<kbd>p</kbd> next/previous image ·
-<kbd>Ctrl+Z</kbd> undo · mouse wheel zooms, drag with the space bar held (or the middle button) pans.</p>
+<kbd>Ctrl+Z</kbd> undo · mouse wheel zooms; dragging the page outside any region (or with Shift or the middle
+button) pans.</p>
 """
 
 

@@ -1,24 +1,34 @@
 """Label Studio task JSON and COCO, to and from page manifests.
 
 Label Studio (the primary format, since its own COCO export drops transcriptions): one task per page; each
-region is a `polygonlabels` result (the quad's 4 points in percent 0-100 of the image, label = kind) plus a
-per-region `textarea` result with the same `id` holding the LaTeX. Human labels go under `annotations`, model
-proposals (pre-annotations from the sidecar) under `predictions` with `model_version` and `score`. Page fields
-that Label Studio has no place for (orientation, conditions, provenance, a region's extra polygon) ride in the
-task's `data`.
+region is a `polygonlabels` result (its outline in percent 0-100 of the image: the polygon when it has one,
+else the quad's 4 points; label = kind) plus a per-region `textarea` result with the same `id` holding the
+LaTeX. Human labels go under `annotations`, model proposals (pre-annotations from the sidecar) under
+`predictions` with `model_version` and `score`. Page fields that Label Studio has no place for (orientation,
+conditions, provenance) ride in the task's `data`, and so does each polygon region's exact pixel shape
+(`data.shapes[id] = {"quad", "polygon"}`), so a round trip loses nothing to percent rounding.
 
-COCO: one image per page, one annotation per region with `segmentation` = [the quad, flattened clockwise],
-category = kind, and the LaTeX in an extra `latex` attribute.
+Import takes each task's latest annotation. A polygon whose points still match `data.shapes` comes back
+exactly; one edited or drawn in Label Studio becomes a polygon with a derived quad (`shapes.outline`), except
+that 4 points without a stored shape are a quad as drawn. `rectanglelabels` (x, y, width, height, rotation)
+become quads.
+
+COCO: one image per page, one annotation per region with `segmentation` = [the outline, flattened clockwise],
+category = kind, and the LaTeX in an extra `latex` attribute; a polygon region also carries its `quad`. On
+import, a segmentation of 8 numbers without `quad` is a quad; any other is a polygon whose quad is derived.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from susik.annotate.store import SIDECAR, read_events
+from susik.annotate.shapes import ShapeError, outline
+from susik.annotate.store import SIDECAR, read_events, status_of
 from susik.data.manifest import PageRegion, PageSample, read_manifest, write_manifest
+from susik.runtime.orient import order_quad
 
 FROM_KIND, FROM_TEXT, TO_IMAGE = "kind", "transcription", "image"
 KINDS = ("printed", "handwritten")
@@ -46,7 +56,7 @@ def _ls_results(
     scores = list(scores)
     for index, region in enumerate(regions):
         rid = f"r{index}"
-        points = [[x / width * 100.0, y / height * 100.0] for x, y in region.quad]
+        points = [[x / width * 100.0, y / height * 100.0] for x, y in region.polygon or region.quad]
         common = {
             "id": rid,
             "to_name": TO_IMAGE,
@@ -88,9 +98,13 @@ def to_labelstudio(manifest: str | Path, image_prefix: str = "") -> list[dict]:
             "source": page.source,
             "license": page.license,
         }
-        polygons = {f"r{i}": [list(p) for p in r.polygon] for i, r in enumerate(page.regions) if r.polygon}
-        if polygons:
-            data["polygons"] = polygons
+        shapes = {
+            f"r{i}": {"quad": [list(p) for p in r.quad], "polygon": [list(p) for p in r.polygon]}
+            for i, r in enumerate(page.regions)
+            if r.polygon
+        }
+        if shapes:
+            data["shapes"] = shapes
         task: dict = {"id": number, "data": data, "annotations": [], "predictions": []}
         saves = [event for event in mine if event.type == "save"]
         if page.regions or saves:
@@ -98,7 +112,7 @@ def to_labelstudio(manifest: str | Path, image_prefix: str = "") -> list[dict]:
                 {
                     "result": _ls_results(page.regions, page.width, page.height),
                     "lead_time": sum(event.seconds for event in saves),
-                    "ground_truth": any(e.type == "review" and e.verdict == "accepted" for e in mine),
+                    "ground_truth": status_of(page, mine) == "reviewed",  # accepted as it is now
                 }
             )
         for event in (e for e in mine if e.type == "prelabel"):
@@ -114,34 +128,57 @@ def to_labelstudio(manifest: str | Path, image_prefix: str = "") -> list[dict]:
     return tasks
 
 
-def _ls_regions(result: list[dict], polygons: dict, where: str) -> tuple[PageRegion, ...]:
-    shapes: dict[str, dict] = {}
+def _same_points(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> bool:
+    return len(a) == len(b) and all(
+        math.isclose(p, q, abs_tol=0.01) for pa, pb in zip(a, b) for p, q in zip(pa, pb, strict=True)
+    )
+
+
+def _rectangle(value: dict, width: float, height: float, orientation: int) -> tuple:
+    """A Label Studio rectangle (percent; rotated by `rotation` degrees clockwise about its top-left)."""
+    x, y = value["x"] / 100.0 * width, value["y"] / 100.0 * height
+    w, h = value["width"] / 100.0 * width, value["height"] / 100.0 * height
+    angle = math.radians(value.get("rotation", 0.0))
+    cos, sin = math.cos(angle), math.sin(angle)
+    corners = [
+        (x + dx * cos - dy * sin, y + dx * sin + dy * cos) for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))
+    ]
+    return tuple(map(tuple, order_quad(corners, orientation).tolist()))
+
+
+def _ls_shape(item: dict, stored: dict | None, orientation: int) -> tuple[tuple, tuple | None]:
+    """(quad, polygon) of one Label Studio shape result."""
+    value, width, height = item["value"], item["original_width"], item["original_height"]
+    if item["type"] in ("rectanglelabels", "rectangle"):
+        return _rectangle(value, width, height, orientation), None
+    points = [(x / 100.0 * width, y / 100.0 * height) for x, y in value["points"]]
+    if stored is not None and _same_points(points, stored["polygon"]):
+        return tuple(map(tuple, stored["quad"])), tuple(map(tuple, stored["polygon"]))
+    if stored is None and len(points) == 4:
+        return tuple(points), None
+    return outline(points, orientation)
+
+
+def _ls_regions(result: list[dict], shapes: dict, orientation: int, where: str) -> tuple[PageRegion, ...]:
+    found: dict[str, dict] = {}
     texts: dict[str, str] = {}
     for item in result:
         kind = item.get("type")
-        if kind in ("polygonlabels", "polygon"):
-            shapes[item["id"]] = item
+        if kind in ("polygonlabels", "polygon", "rectanglelabels", "rectangle"):
+            found[item["id"]] = item
         elif kind == "textarea":
             texts[item["id"]] = "".join(item["value"].get("text", []))
     regions = []
-    for rid, item in shapes.items():
-        value, width, height = item["value"], item["original_width"], item["original_height"]
-        points = value["points"]
-        if len(points) != 4:
-            raise InteropError(f"{where}: region {rid} has {len(points)} points; susik regions are quads")
-        labels = value.get("polygonlabels") or ["printed"]
+    for rid, item in found.items():
+        value = item["value"]
+        labels = value.get("polygonlabels") or value.get("rectanglelabels") or ["printed"]
         if labels[0] not in KINDS:
             raise InteropError(f"{where}: region {rid}: unknown kind {labels[0]!r} (expected {KINDS})")
-        quad = tuple((x / 100.0 * width, y / 100.0 * height) for x, y in points)
-        polygon = polygons.get(rid)
-        regions.append(
-            PageRegion(
-                quad=quad,
-                polygon=tuple(map(tuple, polygon)) if polygon else None,
-                latex=texts.get(rid, ""),
-                kind=labels[0],
-            )
-        )
+        try:
+            quad, polygon = _ls_shape(item, shapes.get(rid), orientation)
+        except ShapeError as error:
+            raise InteropError(f"{where}: region {rid}: {error}") from None
+        regions.append(PageRegion(quad=quad, polygon=polygon, latex=texts.get(rid, ""), kind=labels[0]))
     return tuple(regions)
 
 
@@ -153,8 +190,11 @@ def from_labelstudio(tasks: list[dict], image_prefix: str = "") -> list[PageSamp
         try:
             data = task["data"]
             annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+            orientation = data.get("orientation", 0)
             regions = (
-                _ls_regions(annotations[-1]["result"], data.get("polygons", {}), where) if annotations else ()
+                _ls_regions(annotations[-1]["result"], data.get("shapes", {}), orientation, where)
+                if annotations
+                else ()
             )
             image = data["image"].removeprefix(image_prefix)
             pages.append(
@@ -162,7 +202,7 @@ def from_labelstudio(tasks: list[dict], image_prefix: str = "") -> list[PageSamp
                     image=image,
                     width=data["width"],
                     height=data["height"],
-                    orientation=data.get("orientation", 0),
+                    orientation=orientation,
                     regions=regions,
                     conditions=tuple(data.get("conditions", ())),
                     source=data.get("source", "labelstudio"),
@@ -193,19 +233,20 @@ def to_coco(manifest: str | Path) -> dict:
             }
         )
         for region in page.regions:
-            xs, ys = [x for x, _ in region.quad], [y for _, y in region.quad]
+            shape = region.polygon or region.quad
+            xs, ys = [x for x, _ in shape], [y for _, y in shape]
             entry = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,
                 "category_id": KINDS.index(region.kind) + 1,
-                "segmentation": [[coordinate for point in region.quad for coordinate in point]],
+                "segmentation": [[coordinate for point in shape for coordinate in point]],
                 "bbox": [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)],
-                "area": _shoelace(region.quad),
+                "area": _shoelace(shape),
                 "iscrowd": 0,
                 "latex": region.latex,
             }
             if region.polygon:
-                entry["polygon"] = [list(point) for point in region.polygon]
+                entry["quad"] = [list(point) for point in region.quad]
             annotations.append(entry)
     categories = [
         {"id": index + 1, "name": kind, "supercategory": "formula"} for index, kind in enumerate(KINDS)
@@ -216,18 +257,23 @@ def to_coco(manifest: str | Path) -> dict:
 def from_coco(coco: dict) -> list[PageSample]:
     try:
         kinds = {category["id"]: category["name"] for category in coco["categories"]}
+        orientations = {image["id"]: image.get("orientation", 0) for image in coco["images"]}
         by_image: dict[int, list[PageRegion]] = {image["id"]: [] for image in coco["images"]}
         for entry in sorted(coco["annotations"], key=lambda a: a["id"]):
             flat = entry["segmentation"][0]
-            if len(flat) != 8:
-                raise InteropError(f"annotation {entry['id']}: segmentation is not a quad (8 numbers)")
-            polygon = entry.get("polygon")
+            points = tuple(zip(flat[0::2], flat[1::2], strict=True))
+            if "quad" in entry:
+                quad, polygon = tuple(map(tuple, entry["quad"])), points
+            elif len(points) == 4:
+                quad, polygon = points, None
+            else:
+                try:
+                    quad, polygon = outline(points, orientations[entry["image_id"]])
+                except ShapeError as error:
+                    raise InteropError(f"annotation {entry['id']}: {error}") from None
             by_image[entry["image_id"]].append(
                 PageRegion(
-                    quad=tuple(zip(flat[0::2], flat[1::2], strict=True)),
-                    polygon=tuple(map(tuple, polygon)) if polygon else None,
-                    latex=entry.get("latex", ""),
-                    kind=kinds[entry["category_id"]],
+                    quad=quad, polygon=polygon, latex=entry.get("latex", ""), kind=kinds[entry["category_id"]]
                 )
             )
         return [
@@ -243,8 +289,10 @@ def from_coco(coco: dict) -> list[PageSample]:
             )
             for image in coco["images"]
         ]
-    except (KeyError, TypeError, IndexError) as error:
-        raise InteropError(f"not a COCO file with quads: missing or malformed {error}") from None
+    except InteropError:
+        raise
+    except (KeyError, TypeError, IndexError, ValueError) as error:  # ValueError: odd-length segmentation
+        raise InteropError(f"not a COCO file with polygons: missing or malformed {error}") from None
 
 
 def _shoelace(points: Iterable[tuple[float, float]]) -> float:

@@ -1,9 +1,9 @@
 "use strict";
-// The labeling page: item list -> one page on an SVG canvas (zoom, pan, quads) + LaTeX per region -> /api.
-// Unsaved work is mirrored to localStorage on every change, so a crash of the browser or server loses nothing.
+// The labeling page: item list -> one page on an SVG canvas (zoom, pan, quads and polygons) + LaTeX per
+// region -> /api. Unsaved work is mirrored to localStorage on every change, so a crash of the browser or server
+// loses nothing. A region is a quad (4 corners) or a polygon; editing a polygon drops its quad, which the
+// server derives again on save (the minimum-area rectangle, see susik.annotate.shapes). Uses common.js.
 
-const SVG = "http://www.w3.org/2000/svg";
-const $ = (id) => document.getElementById(id);
 const view = {
   canvas: $("canvas"), photo: $("photo"), shapes: $("shapes"), draft: $("draft"), handles: $("handles"),
   items: $("items"), counts: $("counts"), filter: $("filter"), annotator: $("annotator"), regions: $("regions"),
@@ -12,9 +12,10 @@ const view = {
 };
 const state = {
   list: [], // summaries of the filtered items
-  page: null, // {index, image, width, height, orientation, regions: [{quad, latex, kind, polygon?}]}
+  page: null, // {index, image, width, height, orientation, regions: [{quad?, polygon?, latex, kind}]}
   selected: -1,
-  drawing: null, // points clicked so far, or null
+  vertex: -1, // the picked vertex of the selected polygon (Delete removes it), or -1
+  drawing: null, // {mode: "quad" | "polygon", points: clicked so far}, or null
   undo: [],
   dirty: false,
   openedAt: 0, // performance.now() when the item was opened or last saved
@@ -24,20 +25,6 @@ const state = {
 function say(text, isError = false) {
   view.status.textContent = text;
   view.status.classList.toggle("error", isError);
-}
-
-async function api(method, path, body) {
-  const response = await fetch(path, {
-    method, headers: body ? { "Content-Type": "application/json" } : {}, body: body ? JSON.stringify(body) : undefined,
-  });
-  const data = await response.json();
-  if (!response.ok) throw new Error(data.detail || data.error || response.statusText);
-  return data;
-}
-
-function renderMath(latex, target) {
-  if (window.katex) window.katex.render(latex, target, { displayMode: true, throwOnError: false, strict: "ignore" });
-  else target.textContent = latex;
 }
 
 // --- the item list ---
@@ -51,10 +38,7 @@ async function loadList() {
     const li = document.createElement("li");
     li.dataset.index = item.index;
     li.textContent = item.image;
-    const badge = document.createElement("span");
-    badge.className = `badge ${item.status}`;
-    badge.textContent = item.status;
-    li.append(badge);
+    li.append(badge(item.status));
     li.classList.toggle("current", state.page !== null && state.page.index === item.index);
     li.addEventListener("click", () => go(item.index));
     return li;
@@ -83,6 +67,10 @@ async function openItem(index) {
   const data = await api("GET", `/api/items/${index}`);
   let regions = data.regions;
   let note = data.status;
+  const review = lastReview(data.history);
+  if (review && data.status === review.verdict.replace("accepted", "reviewed")) {
+    note += ` by ${review.annotator}` + (review.comment ? `: “${review.comment}”` : "");
+  }
   if (!regions.length && data.prelabel) {
     regions = data.prelabel.regions;
     note += ` · proposed by ${data.prelabel.model_version}`;
@@ -100,6 +88,7 @@ async function openItem(index) {
     note += " · unsaved edits restored";
   }
   state.selected = -1;
+  state.vertex = -1;
   state.drawing = null;
   state.undo = [];
   state.openedAt = performance.now();
@@ -130,7 +119,12 @@ function changed() {
   state.dirty = true;
   localStorage.setItem(draftKey(state.page.image), snapshot());
   redraw();
+  [...view.regions.children].forEach((li, i) => {
+    if (state.page.regions[i]) li.querySelector(".shape").textContent = shapeText(state.page.regions[i]);
+  });
 }
+
+const shapeText = (region) => (region.polygon ? `polygon · ${region.polygon.length} points` : "quad");
 
 function undo() {
   if (!state.page || !state.undo.length) return;
@@ -139,6 +133,7 @@ function undo() {
   state.page.orientation = previous.orientation;
   state.page.conditions = previous.conditions;
   state.selected = Math.min(state.selected, state.page.regions.length - 1);
+  state.vertex = -1;
   changed();
   renderPanel();
 }
@@ -181,12 +176,6 @@ function pixelsPerUnit() {
   return Math.min(rect.width / state.box.w, rect.height / state.box.h) || 1;
 }
 
-function svg(tag, attrs) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  return node;
-}
-
 function redraw() {
   if (!state.page) return;
   const unit = 1 / pixelsPerUnit(); // one screen pixel in image units
@@ -194,27 +183,50 @@ function redraw() {
   view.handles.replaceChildren();
   view.draft.replaceChildren();
   state.page.regions.forEach((region, i) => {
-    const classes = `quad ${region.kind}${i === state.selected ? " selected" : ""}`;
-    const polygon = svg("polygon", { class: classes, points: region.quad.map((p) => p.join(",")).join(" ") });
+    const shape = region.polygon ? "outline" : "quad";
+    const classes = `${shape} ${region.kind}${i === state.selected ? " selected" : ""}`;
+    const polygon = svg("polygon", { class: classes, points: points(outlineOf(region)) });
     polygon.dataset.index = i;
     view.shapes.append(polygon);
-    const [x, y] = region.quad[0];
+    if (region.polygon && region.quad) view.shapes.append(svg("polygon", { class: "derived", points: points(region.quad) }));
+    const [x, y] = outlineOf(region)[0];
     const label = svg("text", { class: "quad-label", x: x + 8 * unit, y: y - 4 * unit, "font-size": 16 * unit,
       "stroke-width": 3 * unit });
     label.textContent = String(i + 1);
     view.shapes.append(label);
   });
   if (state.selected >= 0) {
-    state.page.regions[state.selected].quad.forEach(([x, y], corner) => {
-      const handle = svg("circle", { class: "handle", cx: x, cy: y, r: 6 * unit });
-      handle.dataset.corner = corner;
-      view.handles.append(handle);
-    });
+    const region = state.page.regions[state.selected];
+    if (region.polygon) {
+      const ring = region.polygon;
+      ring.forEach(([x, y], vertex) => { // a midpoint handle on each edge: drag it to insert a vertex
+        const [nx, ny] = ring[(vertex + 1) % ring.length];
+        const mid = svg("circle", { class: "handle mid", cx: (x + nx) / 2, cy: (y + ny) / 2, r: 4 * unit });
+        mid.dataset.after = vertex;
+        view.handles.append(mid);
+      });
+      ring.forEach(([x, y], vertex) => {
+        const handle = svg("circle", { class: `handle vertex${vertex === state.vertex ? " picked" : ""}`, cx: x, cy: y,
+          r: 6 * unit });
+        handle.dataset.vertex = vertex;
+        view.handles.append(handle);
+      });
+    } else {
+      region.quad.forEach(([x, y], corner) => {
+        const handle = svg("circle", { class: "handle", cx: x, cy: y, r: 6 * unit });
+        handle.dataset.corner = corner;
+        view.handles.append(handle);
+      });
+    }
   }
   if (state.drawing) {
-    const points = state.drawing.map((p) => p.join(",")).join(" ");
-    view.draft.append(svg("polyline", { class: "draft", points }));
-    for (const [x, y] of state.drawing) view.draft.append(svg("circle", { class: "handle", cx: x, cy: y, r: 4 * unit }));
+    const clicked = state.drawing.points;
+    const closing = state.drawing.mode === "polygon" && clicked.length >= 3;
+    view.draft.append(svg(closing ? "polygon" : "polyline", { class: "draft", points: points(clicked) }));
+    clicked.forEach(([x, y], i) => {
+      const first = i === 0 && closing; // click it (or press Enter) to close the polygon
+      view.draft.append(svg("circle", { class: `handle${first ? " closer" : ""}`, cx: x, cy: y, r: (first ? 7 : 4) * unit }));
+    });
   }
   view.canvas.classList.toggle("drawing", Boolean(state.drawing));
   view.orientation.value = String(state.page.orientation);
@@ -232,14 +244,58 @@ function clockwise(quad) {
   return twice >= 0 ? quad : [quad[0], quad[3], quad[2], quad[1]];
 }
 
-function startDrawing() {
+function startDrawing(mode) {
   if (!state.page) return;
-  state.drawing = [];
-  say("click 4 corners, clockwise from the formula's top-left (Esc cancels)");
+  state.drawing = { mode, points: [] };
+  say(mode === "quad" ? "click 4 corners, clockwise from the formula's top-left (Esc cancels)"
+    : "click around the formula; click the first point or press Enter to close (Backspace: undo a point, Esc cancels)");
   redraw();
 }
 
-let drag = null; // {kind: "corner", corner} or {kind: "pan", from: [clientX, clientY], box}
+const rounded = (point) => point.map((v) => Math.round(v * 100) / 100);
+
+function addRegion(shape) {
+  willChange();
+  state.page.regions.push({ ...shape, latex: "", kind: defaultKind() });
+  state.selected = state.page.regions.length - 1;
+  state.vertex = -1;
+  state.drawing = null;
+  changed();
+  renderPanel();
+  say(shape.quad ? "quad added: type its LaTeX" : "polygon added (its quad is derived on save): type its LaTeX");
+  view.regions.lastElementChild.querySelector(".latex").focus();
+}
+
+function closePolygon() {
+  if (!state.drawing || state.drawing.mode !== "polygon") return;
+  if (state.drawing.points.length < 3) {
+    say("a polygon needs at least 3 points", true);
+    return;
+  }
+  addRegion({ polygon: state.drawing.points });
+}
+
+// The polygon is about to change: its quad no longer fits it, and the server derives a new one on save.
+function editPolygon(region) {
+  delete region.quad;
+}
+
+function deleteVertex() {
+  const region = state.page.regions[state.selected];
+  if (!region || !region.polygon || state.vertex < 0) return false;
+  if (region.polygon.length <= 3) {
+    say("a polygon keeps at least 3 points; press d to delete the whole region", true);
+    return true;
+  }
+  willChange();
+  region.polygon.splice(state.vertex, 1);
+  editPolygon(region);
+  state.vertex = -1;
+  changed();
+  return true;
+}
+
+let drag = null; // {kind: "corner"|"vertex"|"move"|"pan", ...}; "vertex"/"move" record a change once moved
 
 view.canvas.addEventListener("mousedown", (event) => {
   if (!state.page) return;
@@ -253,29 +309,41 @@ view.canvas.addEventListener("mousedown", (event) => {
   if (event.button !== 0) return;
   if (state.drawing) {
     event.preventDefault(); // keep the focus where we put it (the new region's LaTeX box)
-    state.drawing.push(toImage(event).map((v) => Math.round(v * 100) / 100));
-    if (state.drawing.length === 4) {
-      willChange();
-      state.page.regions.push({ quad: clockwise(state.drawing), latex: "", kind: defaultKind() });
-      state.selected = state.page.regions.length - 1;
-      state.drawing = null;
-      changed();
-      renderPanel();
-      say("quad added: type its LaTeX");
-      view.regions.lastElementChild.querySelector(".latex").focus();
-    } else {
-      redraw();
+    if (target.classList.contains("closer")) {
+      closePolygon();
+      return;
     }
+    state.drawing.points.push(rounded(toImage(event)));
+    if (state.drawing.mode === "quad" && state.drawing.points.length === 4) addRegion({ quad: clockwise(state.drawing.points) });
+    else redraw();
     return;
   }
-  if (target.classList.contains("handle") && target.dataset.corner !== undefined) {
+  const region = state.page.regions[state.selected];
+  if (target.dataset.corner !== undefined) {
     willChange();
-    delete state.page.regions[state.selected].polygon; // an outline drawn for the old corners no longer fits
+    delete region.polygon; // an outline drawn for the old corners no longer fits
     drag = { kind: "corner", corner: Number(target.dataset.corner) };
     return;
   }
-  if (target.classList.contains("quad")) {
+  if (target.dataset.vertex !== undefined) {
+    state.vertex = Number(target.dataset.vertex);
+    drag = { kind: "vertex", vertex: state.vertex, moved: false };
+    redraw();
+    return;
+  }
+  if (target.dataset.after !== undefined) { // insert a vertex on that edge and drag it
+    willChange();
+    state.vertex = Number(target.dataset.after) + 1;
+    region.polygon.splice(state.vertex, 0, rounded(toImage(event)));
+    editPolygon(region);
+    drag = { kind: "vertex", vertex: state.vertex, moved: true };
+    redraw();
+    return;
+  }
+  if (target.dataset.index !== undefined) { // a region: select it; dragging it moves it whole
     select(Number(target.dataset.index));
+    const picked = state.page.regions[state.selected];
+    drag = { kind: "move", from: toImage(event), start: JSON.stringify(picked), moved: false };
     return;
   }
   select(-1);
@@ -284,8 +352,27 @@ view.canvas.addEventListener("mousedown", (event) => {
 
 window.addEventListener("mousemove", (event) => {
   if (!drag) return;
+  const region = state.page.regions[state.selected];
   if (drag.kind === "corner") {
-    state.page.regions[state.selected].quad[drag.corner] = toImage(event).map((v) => Math.round(v * 100) / 100);
+    region.quad[drag.corner] = rounded(toImage(event));
+    redraw();
+  } else if (drag.kind === "vertex") {
+    if (!drag.moved) {
+      willChange();
+      editPolygon(region);
+      drag.moved = true;
+    }
+    region.polygon[drag.vertex] = rounded(toImage(event));
+    redraw();
+  } else if (drag.kind === "move") {
+    const [x, y] = toImage(event);
+    const [dx, dy] = [x - drag.from[0], y - drag.from[1]];
+    if (!drag.moved) willChange();
+    drag.moved = true;
+    const start = JSON.parse(drag.start);
+    for (const key of ["quad", "polygon"]) {
+      if (start[key]) region[key] = start[key].map(([px, py]) => rounded([px + dx, py + dy]));
+    }
     redraw();
   } else {
     const scale = 1 / pixelsPerUnit();
@@ -295,7 +382,7 @@ window.addEventListener("mousemove", (event) => {
 });
 
 window.addEventListener("mouseup", () => {
-  if (drag && drag.kind === "corner") changed();
+  if (drag && (drag.kind === "corner" || drag.moved)) changed();
   drag = null;
 });
 
@@ -305,6 +392,7 @@ function defaultKind() {
 }
 
 function select(index) {
+  if (index !== state.selected) state.vertex = -1;
   state.selected = index;
   redraw();
   [...view.regions.children].forEach((li, i) => li.classList.toggle("selected", i === index));
@@ -315,6 +403,7 @@ function deleteSelected() {
   willChange();
   state.page.regions.splice(state.selected, 1);
   state.selected = -1;
+  state.vertex = -1;
   changed();
   renderPanel();
 }
@@ -328,6 +417,7 @@ function renderPanel() {
     const latex = li.querySelector(".latex");
     const rendered = li.querySelector(".rendered");
     kind.value = region.kind;
+    li.querySelector(".shape").textContent = shapeText(region);
     latex.value = region.latex;
     renderMath(region.latex, rendered);
     li.classList.toggle("selected", i === state.selected);
@@ -384,9 +474,11 @@ async function save() {
   try {
     const data = await api("PUT", `/api/items/${state.page.index}`, body);
     localStorage.removeItem(draftKey(state.page.image));
+    state.page.regions = data.regions; // polygons drawn or edited come back with their derived quad
     state.dirty = false;
     state.openedAt = now;
     view.itemStatus.textContent = data.status;
+    redraw();
     say(`saved · version ${data.version.slice(7, 19)}`);
     await loadList();
     return true;
@@ -396,32 +488,16 @@ async function save() {
   }
 }
 
-async function review(verdict) {
-  if (!state.page) return;
-  const name = annotator();
-  if (!name) return;
-  try {
-    const seconds = Math.round((performance.now() - state.openedAt) / 100) / 10;
-    const data = await api("POST", `/api/items/${state.page.index}/review`, { reviewer: name, verdict, seconds });
-    view.itemStatus.textContent = data.status;
-    say(`${verdict}`);
-    await loadList();
-  } catch (error) {
-    say(error.message, true);
-  }
-}
-
 // --- wiring ---
 
-$("draw").addEventListener("click", startDrawing);
+$("draw").addEventListener("click", () => startDrawing("quad"));
+$("draw-polygon").addEventListener("click", () => startDrawing("polygon"));
 $("delete").addEventListener("click", deleteSelected);
 $("undo").addEventListener("click", undo);
 $("fit").addEventListener("click", () => { fit(); redraw(); });
 $("check").addEventListener("click", checkTex);
 $("save").addEventListener("click", save);
 $("next").addEventListener("click", () => step(1));
-$("accept").addEventListener("click", () => review("accepted"));
-$("reject").addEventListener("click", () => review("rejected"));
 view.filter.addEventListener("change", loadList);
 view.orientation.addEventListener("change", () => {
   willChange();
@@ -443,10 +519,20 @@ document.addEventListener("keydown", (event) => {
     state.drawing = null;
     document.activeElement.blur();
     redraw();
+  } else if (state.drawing && !typing && event.key === "Enter") {
+    event.preventDefault();
+    closePolygon();
+  } else if (state.drawing && !typing && event.key === "Backspace") {
+    event.preventDefault();
+    state.drawing.points.pop();
+    redraw();
+  } else if (!typing && (event.key === "Delete" || event.key === "Backspace")) {
+    event.preventDefault();
+    if (state.page && !deleteVertex()) deleteSelected();
   } else if (!typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
     const actions = {
-      q: startDrawing, d: deleteSelected, s: save, n: () => step(1), p: () => step(-1), f: () => { fit(); redraw(); },
-      a: () => review("accepted"), x: () => review("rejected"),
+      q: () => startDrawing("quad"), g: () => startDrawing("polygon"), d: deleteSelected, s: save,
+      n: () => step(1), p: () => step(-1), f: () => { fit(); redraw(); },
       k: () => {
         if (state.selected < 0) return;
         willChange();
@@ -491,5 +577,12 @@ async function loadChoices() {
   }
 }
 
-loadChoices().then(loadList).then(() => (state.list.length ? openItem(state.list[0].index) : say("no items")))
+// `/?item=N` (the review page's "edit" link) opens that item first.
+function firstItem() {
+  const wanted = new URLSearchParams(location.search).get("item");
+  const found = state.list.find((item) => String(item.index) === wanted);
+  return (found || state.list[0]).index;
+}
+
+loadChoices().then(loadList).then(() => (state.list.length ? openItem(firstItem()) : say("no items")))
   .catch((error) => say(error.message, true));
