@@ -316,6 +316,8 @@ def test_server_follows_the_registry_champion_through_promote_and_rollback(tmp_p
         assert answer.status_code == 200 and answer.json()["model_version"] == "recognizer@v1"
         page = client.post("/v1/recognize", files={"file": ("p.jpg", sample_photo(), "image/jpeg")})
         assert page.status_code == 200 and page.json()["model_version"] == "recognizer@v1"  # bundled detector
+        edge = client.get("/v1/edge/recognizer")  # browsers get the registry's champion too
+        assert edge.status_code == 200 and edge.json()["model_version"] == "recognizer@v1"
         assert "champion -> version 2 (was version 1)" in models("promote", "recognizer", "2")
         assert rollout.refresh() and crop(client).json()["model_version"] == "recognizer@v2"
         assert "champion -> version 1 (was version 2)" in models("rollback", "recognizer")

@@ -52,10 +52,10 @@ class RegistrySource:
         crop([_warm_up_crop()])  # a fresh session's first run allocates its buffers: not in a user's request
         detector = self._bundled_detector()
         if detector is None:
-            return Pipelines(None, crop, label, page_unavailable=self._detector_missing)
+            return Pipelines(None, crop, label, page_unavailable=self._detector_missing, recognizer_dir=folder)
         from susik.runtime.orient import DeskewOrienter
 
-        return Pipelines(Pipeline(detector, recognizer, DeskewOrienter()), crop, label)
+        return Pipelines(Pipeline(detector, recognizer, DeskewOrienter()), crop, label, recognizer_dir=folder)
 
     def _bundled_detector(self):
         with self._detector_lock:
