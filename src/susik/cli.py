@@ -52,6 +52,6 @@ app.command()(gate)
 from susik.annotate.commands import annotate_app  # noqa: E402
 
 app.add_typer(annotate_app, name="annotate")
-from susik.release import release_app  # noqa: E402
+from susik.release.commands import release_app  # noqa: E402
 
 app.add_typer(release_app, name="release")

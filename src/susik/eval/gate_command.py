@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,6 +63,16 @@ def print_rows(rows: list[GateRow], requirements: Requirements, notes: dict[str,
         _out.print(f"{name}: {note}", markup=False)
 
 
+def write_report(path: Path, model: str, requirements: Requirements, rows: list[GateRow],
+                 notes: dict[str, str], ok: bool, strict: bool) -> None:
+    """The gate's verdict as JSON: what a release pipeline reads to decide whether to promote."""
+    failed = [row.requirement for row in rows if row.status == "fail" or (strict and row.status == "skip")]
+    verdict = {"passed": ok, "failed": failed, "strict": strict, "model": model,
+               "serving_mode": requirements.serving_mode, "rows": [asdict(row) for row in rows], "notes": notes}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(verdict, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def gate(
     model: Annotated[str, typer.Option(help="recognizer: bundled name, model folder or record.json")] = "recognizer",
     requirements: Annotated[Path, typer.Option(help="requirements YAML")] = Path("specs/requirements.yaml"),
@@ -73,6 +84,9 @@ def gate(
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N samples of --data")] = None,
     strict: Annotated[bool, typer.Option(help="a requirement that could not be measured fails the gate")] = False,
     seed: Annotated[int, typer.Option(help="seed for synthetic timing crops")] = 0,
+    report: Annotated[Path | None, typer.Option(help="also write the verdict and every row as JSON here")] = None,
+    fail: Annotated[bool, typer.Option(
+        help="exit code 1 when the gate fails; --no-fail leaves the verdict to --report (pipelines)")] = True,
 ) -> None:
     """Measure the model on this machine against the requirements; exit code 1 if any requirement fails."""
     from susik.data.manifest import ManifestError, find_manifest, image_path, read_manifest
@@ -121,5 +135,7 @@ def gate(
     print_rows(rows, spec, notes)
     ok = passed(rows, strict)
     _out.print("[green]PASS[/]" if ok else "[red]FAIL[/]")
-    if not ok:
+    if report is not None:
+        write_report(report, model, spec, rows, notes, ok, strict)
+    if not ok and fail:
         raise typer.Exit(1)
