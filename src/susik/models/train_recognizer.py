@@ -8,7 +8,8 @@ from `susik.data.crops.CropStream`; tests pass a generator of drawn crops.
 
 An "epoch" here is `epoch_steps` optimiser steps (the stream is endless): after each one the model is
 evaluated on the fixed validation list (greedy decoding, exact match of normalised tokens) and
-`last.pt` is written; `best.pt` whenever the validation exp_rate improves.
+`last.pt` is written; `best.pt` whenever the validation exp_rate improves. With a `distill:` block a frozen
+teacher adds a KD term to the loss (`susik.models.distill`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from susik.data.crops import StreamSource
 from susik.eval.metrics import aggregate, score_tokens
 from susik.latex import Vocabulary, detokenize, normalize
+from susik.models.distill import DistillConfig, Teacher, load_teacher
 from susik.models.recognizer import Recognizer, RecognizerConfig, count_parameters
 from susik.runtime.decoding import Hypothesis, sequence_confidence
 from susik.runtime.preprocess import PreprocessConfig, pad_batch, preprocess
@@ -86,6 +88,7 @@ class TrainConfig(BaseModel):
     mlflow: bool = Field(True, description="log params and metrics to MLflow when it is importable")
     mlflow_uri: str | None = Field(None, description="default sqlite:///<out>/../mlflow.db (the runs folder)")
     experiment: str = "recognizer"
+    distill: DistillConfig | None = Field(None, description="learn from a teacher checkpoint as well as labels")
 
 
 def load_config(path: Path) -> TrainConfig:
@@ -214,12 +217,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig, steps
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def loss_fn(model: Recognizer, batch: Batch, label_smoothing: float, pad_id: int) -> torch.Tensor:
+def loss_fn(
+    model: Recognizer, batch: Batch, label_smoothing: float, pad_id: int, teacher: Teacher | None = None
+) -> torch.Tensor:
     logits = model(batch.images, batch.widths, batch.tokens[:, :-1])
     target = batch.tokens[:, 1:]
-    return F.cross_entropy(
+    loss = F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=pad_id, label_smoothing=label_smoothing
     )
+    if teacher is None:
+        return loss
+    return teacher.loss(loss, logits, batch.images, batch.widths, batch.tokens, pad_id)
 
 
 @dataclass(frozen=True)
@@ -243,8 +251,10 @@ def train_one_epoch(
     optim: OptimConfig,
     pad_id: int,
     on_step: Callable[[int, float], None] | None = None,
+    teacher: Teacher | None = None,
 ) -> EpochStats:
-    """`steps` optimiser steps; `on_step(i, loss)` after each (progress bars, step-level logging)."""
+    """`steps` optimiser steps; `on_step(i, loss)` after each (progress bars, step-level logging); with a
+    `teacher`, the loss is the distillation objective."""
     model.train()
     device = next(model.parameters()).device
     total_loss, samples = 0.0, 0
@@ -253,7 +263,7 @@ def train_one_epoch(
         batch = next(batches).to(device)
         # bf16 autocast only on an accelerator: CPUs here lack bf16 units and fp32 is faster.
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = loss_fn(model, batch, optim.label_smoothing, pad_id)
+            loss = loss_fn(model, batch, optim.label_smoothing, pad_id, teacher)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
@@ -488,7 +498,8 @@ def fit(
     from `out/last.pt` (weights, optimiser, schedule, step, best metric, MLflow run). `init` warm-starts a
     fresh run from another run's weights and vocabulary (new optimiser and schedule: fine-tuning, or a longer
     schedule after a short one); a resumed run ignores it, its last.pt already holds those weights.
-    `provenance` (the command, data versions, sources and licences) is stored in every checkpoint."""
+    `provenance` (the command, data versions, sources and licences) is stored in every checkpoint, and with
+    `config.distill` the teacher's path, sha256 and architecture too."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out / "last.pt", out / "best.pt"
@@ -521,6 +532,12 @@ def fit(
         model.load_state_dict(warm_start["model"])
         log(f"warm start from {init} (its step {warm_start['step']}); fresh optimiser and schedule")
     log(f"model: {count_parameters(model) / 1e6:.2f} M parameters, vocabulary {len(vocab)}")
+    teacher = None
+    if config.distill is not None:
+        recorded = checkpoint.get("teacher") if checkpoint is not None else None
+        teacher = load_teacher(config.distill, vocab, model_config, config.device, recorded)
+        log(f"distilling from {config.distill.teacher} ({count_parameters(teacher.model) / 1e6:.2f} M parameters), "
+            f"alpha {config.distill.alpha}, temperature {config.distill.temperature}")
 
     val = ValidationSet.build(validation, model_config.preprocess)
     # A resumed run draws a fresh stream (seeded by the step) rather than replaying the one it was killed in.
@@ -530,6 +547,8 @@ def fit(
     uri = config.mlflow_uri or f"sqlite:///{out.resolve().parent / 'mlflow.db'}"
     tracker = Tracker(config.mlflow, uri, config.experiment, log)
     extra = {"command": "", "data_versions": {}, "sources": [], **(provenance or {})}
+    if teacher is not None:
+        extra["teacher"] = teacher.describe()
     try:
         state.mlflow_run_id = tracker.start(state.mlflow_run_id, _flatten("", config.model_dump(mode="json")))
         while state.step < config.steps:
@@ -538,6 +557,7 @@ def fit(
             stats = train_one_epoch(
                 model, batches, optimizer, scheduler, steps, config.optim, vocab.pad_id,
                 on_step=None if on_step is None else (lambda i, loss, base=base: on_step(base + i + 1, loss)),
+                teacher=teacher,
             )
             state.step += steps
             record: dict[str, float] = {
