@@ -6,7 +6,17 @@ import pytest
 
 from susik.data.geometry import rotate_quarter_points
 from susik.eval.detect_match import DetectionCounts, count_page, match_regions, polygon_iou
-from susik.runtime.detector import DetectParams, detect_page, postprocess, shrink_distance, unclip_distance
+from susik.runtime.detector import (
+    MEAN,
+    STD,
+    DetectParams,
+    detect_page,
+    downscale,
+    normalise_padded,
+    postprocess,
+    shrink_distance,
+    unclip_distance,
+)
 from susik.runtime.orient import DeskewOrienter, order_quad, skew_angle, to_upright_points, upright_page
 
 PARAMS = DetectParams()
@@ -100,6 +110,35 @@ def test_detect_page_maps_back_to_a_large_original_and_ignores_padding():
     x = np.asarray(found.quad.points)[:, 0]
     # map cols 50..149 -> input x 100.5..298.5 (+/- unclip) -> original (x + 0.5) / 0.384 - 0.5
     assert 250 < x.min() < 262 and 775 < x.max() < 790
+
+
+@pytest.mark.parametrize("source,size", [((1600, 1200), (200, 150)), ((1700, 1300), (300, 229)),
+                                         ((1000, 700), (600, 420)), ((90, 60), (45, 30))])
+def test_downscale_averages_like_one_area_resize_without_aliasing(source, size):
+    rng = np.random.default_rng(0)
+    # fine noise is what aliases: point-sampling keeps its full contrast, area averaging flattens it
+    image = rng.integers(0, 256, (*source[::-1], 3)).astype(np.uint8)
+    image[: source[1] // 2] //= 4  # and a dark band whose edge must land where one INTER_AREA resize puts it
+    want = cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    got = downscale(image, size)
+    assert got.shape == (size[1], size[0], 3) and got.dtype == np.uint8
+    # white noise is the worst case; the integer-factor-then-area resize this replaced was 4.0 off at 1700 -> 300
+    assert np.abs(got - want).mean() < 3.5
+    bright = slice(size[1] // 2 + 2, None)  # rows below the band's edge: what is left of the noise
+    assert got[bright].std() == pytest.approx(want[bright].std(), rel=0.15)
+    naive = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    if source[0] >= 4 * size[0]:  # the check can fail: plain bilinear aliases at 4x and more
+        assert np.abs(naive - want).mean() > 4 * np.abs(got - want).mean()
+
+
+def test_normalise_pads_with_mid_grey_to_a_multiple_of_32():
+    image = np.random.default_rng(1).integers(0, 256, (50, 70, 3)).astype(np.uint8)
+    tensor = normalise_padded(image[:, ::-1])  # a non-contiguous view is fine
+    assert tensor.shape == (1, 3, 64, 96) and tensor.dtype == np.float32
+    want = ((image[:, ::-1].astype(np.float64) / 255 - MEAN) / STD).transpose(2, 0, 1)
+    assert np.abs(tensor[0, :, :50, :70] - want).max() < 1e-5
+    assert not tensor[0, :, 50:].any() and not tensor[0, :, :, 70:].any()
+    assert normalise_padded(np.zeros((64, 32, 3), np.uint8)).shape == (1, 3, 64, 32)
 
 
 @pytest.mark.parametrize("orientation", [0, 90, 180, 270])
