@@ -67,7 +67,7 @@ def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None) -> t
     return images, references, names, unreadable
 
 
-def _predict(recognizer, images: list, batch: int) -> tuple[list[str], float]:  # noqa: ANN001
+def _predict(recognizer, images: list, batch: int) -> tuple[list[str], float]:
     """Predicted LaTeX per image ('' where unreadable) and the seconds spent in the recognizer."""
     predictions = [""] * len(images)
     readable = [i for i, image in enumerate(images) if image is not None]
@@ -130,8 +130,8 @@ def main(
     recognizer = None
     load_seconds = 0.0
     if any(name not in given for name in chosen):
-        from susik.models.registry import ModelNotFoundError  # noqa: PLC0415 (only when a model is needed)
-        from susik.runtime.recognizer import OnnxRecognizer  # noqa: PLC0415
+        from susik.models.registry import ModelNotFoundError
+        from susik.runtime.recognizer import OnnxRecognizer
 
         began = time.perf_counter()
         try:

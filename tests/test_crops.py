@@ -13,11 +13,17 @@ import cv2
 import numpy as np
 import pytest
 
+from susik.data.crop_augment import PRINTED
 from susik.data.crops import (
-    CropDataset, CropReadError, CropStream, FormulaItem, StreamSource, restore_crohme, write_rendered,
+    CropDataset,
+    CropReadError,
+    CropStream,
+    FormulaItem,
+    StreamSource,
+    restore_crohme,
+    write_rendered,
     write_restored_crohme,
 )
-from susik.data.crop_augment import PRINTED
 from susik.data.manifest import ManifestWriter, read_manifest
 
 

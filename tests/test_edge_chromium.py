@@ -1,5 +1,6 @@
 """On-device mode in headless Chromium: the server's recognizer runs in the page (onnxruntime-web, WASM) and
-reads generated crops exactly as the server's crop mode does, without uploading them."""
+reads generated crops exactly as the server's crop mode does, without uploading them; with the bundled
+detector it reads whole generated pages as the server's page mode does."""
 
 import base64
 
@@ -9,12 +10,17 @@ import numpy as np
 import pytest
 from browser import headless_chromium, needs_chromium, serve_in_thread
 from recognizer_helpers import draw_crop, random_text
+from shapely.geometry import Polygon
 
-from susik.pipeline import Pipeline
+from susik.data.compose import ComposerConfig, FormulaCrop, PageComposer
+from susik.pipeline import Pipeline, rectify
+from susik.runtime.detector import OnnxDetector, load_detector_record
+from susik.runtime.orient import DeskewOrienter
 from susik.runtime.recognizer import OnnxRecognizer
 from susik.serve import Settings, create_app
 from susik.serve.app import Pipelines
 from susik.serve.edge import find_ort
+from susik.serve.fakes import sample_photo
 
 pytestmark = needs_chromium
 READ_ALL = """
@@ -29,6 +35,7 @@ const [crops, done] = arguments;
   return out;
 })().then(done, (error) => done(`error: ${error.message}`));
 """
+READ_PAGES = READ_ALL.replace("readCrop(blob)).latex", "readPage(blob))")
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +43,10 @@ def server(tiny_bundle, tmp_path_factory):
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
     if find_ort(settings) is None:
         pytest.skip("onnxruntime-web not installed: run scripts/setup.sh (npm ci)")
-    crop = Pipeline.for_crops(OnnxRecognizer.load(tiny_bundle, threads=1))
-    app = create_app(settings, lambda _: Pipelines(None, crop, "tiny-1", recognizer_dir=tiny_bundle))
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
+    page = Pipeline(OnnxDetector.load(threads=1), recognizer, DeskewOrienter())  # the bundled detector
+    crop = Pipeline.for_crops(recognizer)
+    app = create_app(settings, lambda _: Pipelines(page, crop, "tiny-1", recognizer_dir=tiny_bundle))
     with serve_in_thread(app) as url:
         yield app, url
 
@@ -100,9 +109,17 @@ def test_the_page_reads_on_device_and_uploads_nothing(server, browser, tmp_path)
     assert browser.find_element(By.CSS_SELECTOR, ".formula .source").get_property("value") == expected
     assert len(app.state.serve.store.request_facts()) == served_before  # nothing reached the server
 
+    page = tmp_path / "page.png"
+    page.write_bytes(sample_photo(extension=".png"))
+    expected = server_page(url, page.read_bytes())["regions"]
+    served_before = len(app.state.serve.store.request_facts())
     browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=page]").click()
-    browser.find_element(By.ID, "photo").send_keys(str(photo))
-    wait.until(lambda d: "one formula" in d.find_element(By.ID, "status").text)
+    browser.find_element(By.ID, "photo").send_keys(str(page))
+    wait.until(lambda d: f"{len(expected)} formulas · " in d.find_element(By.ID, "status").text)
+    assert "read on this device" in browser.find_element(By.ID, "status").text
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".formula .source")) == len(expected)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#overlay polygon")) == len(expected)
+    assert len(app.state.serve.store.request_facts()) == served_before
 
 
 def test_edge_routes_serve_the_champions_files(server, tiny_bundle):
@@ -115,3 +132,76 @@ def test_edge_routes_serve_the_champions_files(server, tiny_bundle):
     assert "immutable" in encoder.headers["cache-control"]
     assert httpx.get(f"{url}/v1/edge/recognizer/0000/encoder").status_code == 404
     assert httpx.get(f"{url}/static/ort/ort.wasm.min.mjs").headers["content-type"].startswith("text/javascript")
+
+
+def pages() -> list[bytes]:
+    """The fake photo (Hershey text the detector splits into many pieces), upright and turned a quarter, and a
+    composed worksheet photographed with a turn and a perspective: PNG, so both sides decode the same pixels."""
+    rng = np.random.default_rng(4)
+    photo = cv2.imdecode(np.frombuffer(sample_photo(800, 600, ".png"), np.uint8), cv2.IMREAD_COLOR)
+    crops = [FormulaCrop(draw_crop(random_text(rng, 3, 8), 1.5, 2), "", "printed") for _ in range(6)]
+    config = ComposerConfig(long_side=(900, 1000), font_scale=(0.03, 0.036), text=False, paper_kinds=("plain",))
+    composed = [PageComposer(config).compose(crops, rng, conditions).image
+                for conditions in (["rotation90"], ["perspective"])]
+    images = [photo, np.ascontiguousarray(np.rot90(photo)), *composed]
+    return [cv2.imencode(".png", image)[1].tobytes() for image in images]
+
+
+def server_page(url: str, png: bytes) -> dict:
+    response = httpx.post(f"{url}/v1/recognize", files={"file": ("p.png", png)}, data={"mode": "page"}, timeout=60)
+    response.raise_for_status()
+    return response.json()
+
+
+def iou(a: list[list[float]], b: list[list[float]]) -> float:
+    first, second = Polygon(a), Polygon(b)
+    return first.intersection(second).area / first.union(second).area
+
+
+def alone(recognizer: OnnxRecognizer, png: bytes) -> list[str]:
+    """The server's page pipeline, each crop read alone as the browser does: the server reads a page's crops as
+    one padded batch, and a random-weight model's near-ties can tip either way in a batch. Its own quads, not the
+    response's (rounded to 0.01 px, enough to change a crop)."""
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    detections = OnnxDetector.load(threads=1)([image])[0].detections
+    crops = DeskewOrienter()([rectify(image, detection.quad) for detection in detections])
+    return [recognizer([crop])[0].latex for crop in crops]
+
+
+def test_in_browser_pages_match_the_servers(server, browser, tiny_bundle):
+    app, url = server
+    pngs = pages()
+    expected = [server_page(url, png) for png in pngs]
+    served_before = len(app.state.serve.store.request_facts())
+    browser.set_script_timeout(240)
+    browser.get(url)
+    got = browser.execute_async_script(READ_PAGES, [base64.b64encode(png).decode() for png in pngs])
+    assert not isinstance(got, str), got
+    assert len(app.state.serve.store.request_facts()) == served_before  # nothing was uploaded
+    assert {page["orientation"] for page in expected} >= {0, 90}
+    assert sum(len(page["regions"]) for page in expected) >= 12
+    for theirs, ours in zip(expected, got, strict=True):
+        assert ours["orientation"] == theirs["orientation"]
+        assert len(ours["regions"]) == len(theirs["regions"])
+        for region, mine in zip(theirs["regions"], ours["regions"], strict=True):
+            assert iou(region["quad"], mine["quad"]) >= 0.9
+            assert mine["kind"] == region["kind"]
+        assert set(ours["ms"]) == {"decode_image", "detect", "rectify", "orient", "recognize"}
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
+    readings = [alone(recognizer, png) for png in pngs]
+    pairs = [(region["latex"], reading) for page, page_readings in zip(got, readings)
+             for region, reading in zip(page["regions"], page_readings, strict=True)]
+    # Quads agree to ~1e-4 px and crops to one grey level on ~0.01% of pixels (OpenCV's SIMD warps): a
+    # random-weight model's near-ties may still tip on one of them.
+    assert sum(mine == theirs for mine, theirs in pairs) >= 0.9 * len(pairs), pairs
+
+
+def test_edge_routes_serve_the_bundled_detector(server):
+    _, url = server
+    manifest = httpx.get(f"{url}/v1/edge/detector").json()
+    record = load_detector_record()
+    assert manifest["version"] == record.version and manifest["params"] == record.params.model_dump()
+    model = httpx.get(f"{url}{manifest['files']['model']}")
+    assert model.content == record.file("model").read_bytes()
+    assert "immutable" in model.headers["cache-control"]
+    assert httpx.get(f"{url}/v1/edge/detector/0000/model").status_code == 404

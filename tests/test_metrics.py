@@ -7,8 +7,14 @@ import math
 import pytest
 
 from susik.eval.metrics import (
-    RecognitionMetrics, aggregate, char_edit_distance, corpus_bleu, recognition_metrics, score_sample,
-    score_tokens, token_edit_distance,
+    RecognitionMetrics,
+    aggregate,
+    char_edit_distance,
+    corpus_bleu,
+    recognition_metrics,
+    score_sample,
+    score_tokens,
+    token_edit_distance,
 )
 
 

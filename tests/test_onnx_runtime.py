@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-import torch
 from PIL import Image, ImageOps
 from recognizer_helpers import confident_model, draw_crop, random_text, tiny_config, vocab
 
@@ -38,7 +37,6 @@ from susik.runtime.preprocess import (
     preprocess,
 )
 from susik.runtime.recognizer import OnnxRecognizer
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -224,7 +224,7 @@ def test_not_ready_without_models_but_alive(tmp_path):
 
 
 def test_recognizer_alone_serves_crops_and_says_why_pages_wait(tmp_path):
-    crops_only = lambda _: Pipelines(None, fake_pipelines().crop, "rec-1", "no detector record")  # noqa: E731
+    crops_only = lambda _: Pipelines(None, fake_pipelines().crop, "rec-1", "no detector record")
     with make_client(tmp_path, factory=crops_only) as client:
         assert client.get("/readyz").json() == {"status": "ready", "model_version": "rec-1",
                                                 "page_mode": "no detector record"}
@@ -235,7 +235,7 @@ def test_recognizer_alone_serves_crops_and_says_why_pages_wait(tmp_path):
 
 
 def test_timeout_answers_504_and_marks_the_request_failed(tmp_path):
-    slow = lambda _: fake_pipelines(delay_s=0.6)  # noqa: E731
+    slow = lambda _: fake_pipelines(delay_s=0.6)
     with make_client(tmp_path, factory=slow, request_timeout_s=0.1) as client:
         assert_error(upload(client), 504, "timeout")
         facts = client.app.state.serve.store.request_facts()

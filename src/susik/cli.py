@@ -12,16 +12,16 @@ app = typer.Typer(
 )
 
 # --- command registrations (one import + one line each) ---
-from susik.data.commands import data_app  # noqa: E402
+from susik.data.commands import data_app
 
 app.add_typer(data_app, name="data")
-from susik.serve.purge_command import purge  # noqa: E402
+from susik.serve.purge_command import purge
 
 data_app.command("purge")(purge)
-from susik.data.synth_command import synth  # noqa: E402
+from susik.data.synth_command import synth
 
 app.command()(synth)
-from susik.serve.commands import bench, online_app, plan_command, serve  # noqa: E402
+from susik.serve.commands import bench, online_app, plan_command, serve
 
 app.command()(serve)
 app.add_typer(online_app, name="online")
@@ -32,26 +32,26 @@ train_app = typer.Typer(help="Train a model from a config in configs/.", no_args
 export_app = typer.Typer(help="Export a trained checkpoint to ONNX under models/.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(export_app, name="export")
-from susik.runtime.commands import export_recognizer, recognize, train_recognizer  # noqa: E402
+from susik.runtime.commands import export_recognizer, recognize, train_recognizer
 
 app.command()(recognize)
 train_app.command("recognizer")(train_recognizer)
 export_app.command("recognizer")(export_recognizer)
-from susik.models.detector_commands import export_detector_command, train_detector  # noqa: E402
-from susik.runtime.predict_command import predict  # noqa: E402
+from susik.models.detector_commands import export_detector_command, train_detector
+from susik.runtime.predict_command import predict
 
 app.command()(predict)
 train_app.command("detector")(train_detector)
 export_app.command("detector")(export_detector_command)
-from susik.eval.commands import eval_app, models_app  # noqa: E402
-from susik.eval.gate_command import gate  # noqa: E402
+from susik.eval.commands import eval_app, models_app
+from susik.eval.gate_command import gate
 
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
 app.command()(gate)
-from susik.annotate.commands import annotate_app  # noqa: E402
+from susik.annotate.commands import annotate_app
 
 app.add_typer(annotate_app, name="annotate")
-from susik.release.commands import release_app  # noqa: E402
+from susik.release.commands import release_app
 
 app.add_typer(release_app, name="release")

@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 # Grey levels of ink as a phone sees it: black ink, blue ballpoint (blue is dark in grey), graphite.
 INK_LEVELS = {"black": (5.0, 45.0), "blue": (45.0, 105.0), "pencil": (80.0, 130.0)}
 STRONG_JPEG_QUALITY = 40  # at or below this, a sample carries the "jpeg" condition

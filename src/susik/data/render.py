@@ -98,17 +98,7 @@ class RenderStats:
 # Commands that define, redefine, read or write files, change catcodes, registers or modes, or loop: any of
 # them could break the formulas after it in the same run (or the machine), and none belongs in a formula.
 _DENIED = frozenset(
-    """
-def edef gdef xdef let futurelet newcommand renewcommand providecommand DeclareRobustCommand newenvironment
-renewenvironment DeclareMathOperator DeclareMathSymbol catcode lccode uccode mathcode delcode sfcode
-makeatletter makeatother input include InputIfFileExists openin openout read readline write immediate
-special shipout output everymath everydisplay everyhbox everyvbox everypar everycr everyjob
-afterassignment aftergroup csname endcsname loop repeat count countdef dimen dimendef skip skipdef toks
-toksdef global setbox box copy unhbox unvbox unhcopy unvcopy setcounter addtocounter stepcounter
-refstepcounter newcounter batchmode scrollmode errorstopmode nonstopmode scantokens detokenize stop
-dump begingroup endgroup bgroup egroup verb usepackage RequirePackage documentclass typeout message
-errmessage pdfprimitive primitive tracingonline showlists show showbox showthe
-""".split()
+    ["def", "edef", "gdef", "xdef", "let", "futurelet", "newcommand", "renewcommand", "providecommand", "DeclareRobustCommand", "newenvironment", "renewenvironment", "DeclareMathOperator", "DeclareMathSymbol", "catcode", "lccode", "uccode", "mathcode", "delcode", "sfcode", "makeatletter", "makeatother", "input", "include", "InputIfFileExists", "openin", "openout", "read", "readline", "write", "immediate", "special", "shipout", "output", "everymath", "everydisplay", "everyhbox", "everyvbox", "everypar", "everycr", "everyjob", "afterassignment", "aftergroup", "csname", "endcsname", "loop", "repeat", "count", "countdef", "dimen", "dimendef", "skip", "skipdef", "toks", "toksdef", "global", "setbox", "box", "copy", "unhbox", "unvbox", "unhcopy", "unvcopy", "setcounter", "addtocounter", "stepcounter", "refstepcounter", "newcounter", "batchmode", "scrollmode", "errorstopmode", "nonstopmode", "scantokens", "detokenize", "stop", "dump", "begingroup", "endgroup", "bgroup", "egroup", "verb", "usepackage", "RequirePackage", "documentclass", "typeout", "message", "errmessage", "pdfprimitive", "primitive", "tracingonline", "showlists", "show", "showbox", "showthe"]
 )
 _ENVIRONMENT = re.compile(r"\\(begin|end)\s*\{([^{}]*)\}")
 _BEGIN_END = re.compile(r"\\(?:begin|end)(?![A-Za-z])")

@@ -127,7 +127,7 @@ def online_report_command(
         "display p50/p95 ms",
     ):
         table.add_column(column)
-    fmt = lambda value: "-" if value is None else str(value)  # noqa: E731
+    fmt = lambda value: "-" if value is None else str(value)
     ci = lambda pair: "" if pair is None else f" [{pair[0]}, {pair[1]}]"
     for version, row in report["model_versions"].items():
         table.add_row(

@@ -5,12 +5,15 @@ The browser fetches a manifest (geometry, decoding limits, vocabulary, file URLs
 the recognizer the server runs now (the champion), as they are: int8 graphs run under the WASM backend. File
 URLs carry the model version, so browsers may cache them for good. onnxruntime-web's files are served from
 node_modules, installed at set-up like KaTeX (`npm ci`); without them the page offers no on-device mode.
+
+Page mode on the device also needs the detector: the bundled one (models/detector), the one every server's
+page pipeline runs, with the thresholds it was validated with.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
@@ -18,9 +21,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from susik.latex import Vocabulary
-from susik.models.registry import ModelRecord, load_record
+from susik.models.registry import ModelNotFoundError, ModelRecord, load_record
 from susik.serve.errors import ApiError
 from susik.serve.settings import Settings
+
+if TYPE_CHECKING:
+    from susik.runtime.detector import DetectorRecord
 
 ORT_PATH = "/static/ort"
 router = APIRouter(prefix="/v1/edge", tags=["edge"])
@@ -73,6 +79,40 @@ async def recognizer_file(request: Request, version: str, key: Literal["encoder"
     if version != record.version:
         raise ApiError(404, "unknown_version", f"serving {record.version}, not {version}")
     path = await run_in_threadpool(record.file, key)  # hash-checked, as the server loads it
+    return FileResponse(
+        path, media_type="application/octet-stream", headers={"Cache-Control": "public, max-age=31536000, immutable"}
+    )
+
+
+def _detector_record(request: Request) -> DetectorRecord:
+    from susik.runtime.detector import load_detector_record  # OpenCV + pyclipper: only once a browser asks
+
+    if request.app.state.edge_ort is None:
+        raise ApiError(404, "edge_unavailable", "onnxruntime-web is not installed on the server: run `npm ci`")
+    try:
+        return load_detector_record()
+    except ModelNotFoundError as missing:
+        raise ApiError(404, "edge_unavailable", str(missing)) from missing
+
+
+@router.get("/detector")
+async def detector_manifest(request: Request) -> dict:
+    """What the browser needs to find a photo's formulas as the server's page mode does."""
+    record = await run_in_threadpool(_detector_record, request)
+    return {
+        "version": record.version,
+        "runtime": f"{ORT_PATH}/",
+        "params": record.params.model_dump(),
+        "files": {"model": f"/v1/edge/detector/{record.version}/model"},
+    }
+
+
+@router.get("/detector/{version}/model", response_class=FileResponse)
+async def detector_file(request: Request, version: str) -> FileResponse:
+    record = await run_in_threadpool(_detector_record, request)
+    if version != record.version:
+        raise ApiError(404, "unknown_version", f"serving detector {record.version}, not {version}")
+    path = await run_in_threadpool(record.file, "model")  # hash-checked, as the server loads it
     return FileResponse(
         path, media_type="application/octet-stream", headers={"Cache-Control": "public, max-age=31536000, immutable"}
     )

@@ -14,7 +14,7 @@ const MIN_SIDE = 4;
 export class CropError extends Error {}
 
 // Python's round(): halves go to the even neighbour.
-function roundHalfEven(x) {
+export function roundHalfEven(x) {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
@@ -171,7 +171,7 @@ function normalise(img, config) {
 }
 
 // OpenCV's computeResizeAreaTab: which source pixels feed each output pixel, with what weight.
-function areaTable(ssize, dsize, scale) {
+export function areaTable(ssize, dsize, scale) {
   const table = [];
   for (let dx = 0; dx < dsize; dx++) {
     const fsx1 = dx * scale, fsx2 = fsx1 + scale;
@@ -225,7 +225,7 @@ function resizeArea(src, sw, sh, dw, dh) {
 
 // OpenCV's bilinear source positions and weights along one axis; `area`: INTER_AREA when enlarging, which
 // OpenCV spells as a bilinear blend only across source pixel borders.
-function linearTable(ssize, dsize, area) {
+export function linearTable(ssize, dsize, area) {
   const inv = dsize / ssize, scale = 1 / inv;
   const table = [];
   for (let d = 0; d < dsize; d++) {

@@ -1,10 +1,14 @@
-// On-device mode: the server's crop recognizer runs here with onnxruntime-web (WASM); the photo is never
-// uploaded. app.js asks `window.susikEdge.active()` and, when on, takes `read(file, mode)` instead of
-// POST /v1/recognize: it answers a Response with the same page JSON (plus `source: "device"`).
+// On-device mode: the server's crop recognizer (and, for whole pages, its detector) runs here with
+// onnxruntime-web (WASM); the photo is never uploaded. app.js asks `window.susikEdge.active()` and, when on,
+// takes `read(file, mode)` instead of POST /v1/recognize: it answers a Response with the same page JSON (plus
+// `source: "device"`).
 import * as core from "./edge-core.js";
+import * as geometry from "./edge-page.js";
 
 const toggle = document.getElementById("on-device");
 let model = null; // Promise of {ort, manifest, encoder, decoder, words}, made on first use
+let detector = null; // Promise of {manifest, session}, made on the first page
+const SESSION = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
 
 async function fetchJson(url) {
   const response = await fetch(url);
@@ -18,9 +22,8 @@ async function load() {
   const ort = await import(`${manifest.runtime}ort.wasm.min.mjs`);
   ort.env.wasm.wasmPaths = manifest.runtime;
   ort.env.wasm.numThreads = 1; // threads need a cross-origin-isolated page; one keeps the UI thread's core free
-  const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
   const [encoder, decoder] = await Promise.all(
-    [manifest.files.encoder, manifest.files.decoder].map((url) => ort.InferenceSession.create(url, options)),
+    [manifest.files.encoder, manifest.files.decoder].map((url) => ort.InferenceSession.create(url, SESSION)),
   );
   return { ort, manifest, encoder, decoder, words: core.vocabulary(manifest.vocab) };
 }
@@ -31,6 +34,19 @@ function ready() {
     throw error;
   });
   return model;
+}
+
+async function loadDetector() {
+  const [{ ort }, manifest] = await Promise.all([ready(), fetchJson("/v1/edge/detector")]);
+  return { manifest, session: await ort.InferenceSession.create(manifest.files.model, SESSION) };
+}
+
+function detectorReady() {
+  detector ??= loadDetector().catch((error) => {
+    detector = null;
+    throw error;
+  });
+  return detector;
 }
 
 // Upright RGBA pixels, decoded by the browser without colour management (the server ignores ICC too).
@@ -74,28 +90,78 @@ async function decode(m, prepared) {
   return core.greedy(step, core.maxLength(prepared.width, manifest.decode), manifest.decode);
 }
 
+// The recognizer's input for one crop, or null for a blank or tiny one (the server reads those as nothing).
+function prepare(m, image) {
+  try {
+    return core.preprocess(image.data, image.width, image.height, m.manifest.preprocess);
+  } catch (error) {
+    if (!(error instanceof core.CropError)) throw error;
+    return null;
+  }
+}
+
+async function recognize(m, prepared) {
+  const hypothesis = prepared ? await decode(m, prepared) : { tokens: [], probs: [], stop: "empty" };
+  return {
+    latex: core.detokenize(core.decodeIds(hypothesis.tokens, m.words)),
+    confidence: core.confidence(hypothesis, m.manifest.decode.confidence),
+  };
+}
+
 // One crop -> {latex, confidence, ms: {decode_image, preprocess, recognize}}; what the server's crop mode says.
 export async function readCrop(blob) {
   const m = await ready();
   const start = performance.now();
   const image = await pixels(blob);
   const decoded = performance.now();
-  let prepared = null;
-  try {
-    prepared = core.preprocess(image.data, image.width, image.height, m.manifest.preprocess);
-  } catch (error) {
-    if (!(error instanceof core.CropError)) throw error;
-  }
+  const prepared = prepare(m, image);
   const preprocessed = performance.now();
-  const hypothesis = prepared ? await decode(m, prepared) : { tokens: [], probs: [], stop: "empty" };
+  const reading = await recognize(m, prepared);
   const done = performance.now();
   return {
     width: image.width,
     height: image.height,
-    latex: core.detokenize(core.decodeIds(hypothesis.tokens, m.words)),
-    confidence: core.confidence(hypothesis, m.manifest.decode.confidence),
+    ...reading,
     model_version: m.manifest.model_version,
     ms: { decode_image: decoded - start, preprocess: preprocessed - decoded, recognize: done - preprocessed },
+  };
+}
+
+// A photo of a page -> the server's page JSON fields: detect -> rectify -> orient -> recognize, as
+// susik.pipeline.Pipeline does with the bundled detector and the deskew orienter.
+export async function readPage(blob) {
+  const [m, d] = await Promise.all([ready(), detectorReady()]);
+  const start = performance.now();
+  const image = geometry.opaque(await pixels(blob));
+  const decoded = performance.now();
+  const { params } = d.manifest;
+  const input = geometry.detectorInput(image, params.long_side);
+  const tensor = new m.ort.Tensor("float32", input.tensor, [1, 3, input.height, input.width]);
+  const feeds = { [d.session.inputNames[0]]: tensor };
+  const out = await d.session.run(feeds);
+  const [maps, orientation] = d.session.outputNames.map((name) => out[name]);
+  const valid = { height: input.validHeight, width: input.validWidth };
+  const found = geometry.postprocess(maps.data, maps.dims[2], maps.dims[3], valid, orientation.data, input.scale,
+    [image.width, image.height], params);
+  const detected = performance.now();
+  const crops = found.detections.map((detection) => geometry.rectify(image, detection.quad));
+  const rectified = performance.now();
+  const upright = crops.map((crop) => geometry.deskew(crop));
+  const oriented = performance.now();
+  const regions = [];
+  for (const [i, detection] of found.detections.entries()) {
+    const reading = await recognize(m, prepare(m, upright[i]));
+    regions.push({ quad: detection.quad, polygon: detection.polygon, ...reading, kind: detection.kind });
+  }
+  const done = performance.now();
+  return {
+    width: image.width,
+    height: image.height,
+    orientation: found.orientation,
+    regions,
+    model_version: m.manifest.model_version,
+    ms: { decode_image: decoded - start, detect: detected - decoded, rectify: rectified - detected,
+      orient: oriented - rectified, recognize: done - oriented },
   };
 }
 
@@ -103,12 +169,15 @@ function answer(status, body) {
   return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
 }
 
-// app.js's stand-in for POST /v1/recognize: the page JSON of a crop, read here.
+// app.js's stand-in for POST /v1/recognize: the page JSON of a page or a crop, read here.
 async function read(file, mode) {
-  if (mode !== "crop") {
-    return answer(422, { error: "page_mode_on_device", detail: "on this device only one formula is read; choose \"one formula\" or turn on-device mode off" });
-  }
   try {
+    if (mode !== "crop") {
+      const page = await readPage(file);
+      const total = Object.values(page.ms).reduce((a, b) => a + b, 0);
+      const { ms, ...fields } = page;
+      return answer(200, { request_id: null, source: "device", ...fields, timings_ms: { ...ms, total } });
+    }
     const crop = await readCrop(file);
     const corners = [[0, 0], [crop.width, 0], [crop.width, crop.height], [0, crop.height]];
     const total = Object.values(crop.ms).reduce((a, b) => a + b, 0);
@@ -127,7 +196,7 @@ async function read(file, mode) {
   }
 }
 
-window.susikEdge = { active: () => Boolean(toggle?.checked && !toggle.disabled), read, readCrop, ready };
+window.susikEdge = { active: () => Boolean(toggle?.checked && !toggle.disabled), read, readCrop, readPage, ready };
 
 if (toggle) {
   // Offer the mode only when the server has a model and the runtime to hand out; load it once it is chosen.

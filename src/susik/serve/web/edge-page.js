@@ -1,0 +1,586 @@
+// Page mode's geometry in plain JavaScript, ported from susik.runtime.detector (pre- and post-processing),
+// susik.pipeline.rectify and susik.runtime.orient.DeskewOrienter, so the browser finds, straightens and turns
+// a photo's formulas as the server does. No DOM, no ORT: images are {data: RGBA bytes, width, height}
+// (ImageData's shape) and the detector's outputs come in as arrays, so this module also runs under Node.
+//
+// Pixels follow OpenCV 5 operation by operation: the detector's downscale and input to the bit; warpPerspective
+// and warpAffine (float32 bilinear weights, rounded half to even) to within one grey level on ~0.01% of pixels,
+// where OpenCV's SIMD kernels round a source coordinate differently. Blobs and quads use exact geometry (the
+// convex hull of a blob's pixels, in the order cv2.convexHull gives it) instead of contour tracing, then
+// OpenCV's rotating calipers and box corners in float32, so ties go the same way and quads agree to a float32
+// ulp. The polygon of a region is its quad here: the server's finer outline is not ported.
+
+import { areaTable, linearTable, roundHalfEven } from "./edge-core.js";
+
+const f = Math.fround;
+const STRIDE = 32; // detector.STRIDE: inputs are padded to a multiple of it
+const MAP_STRIDE = 2; // detector.MAP_STRIDE: the output maps' stride
+const MEAN = 0.5, STD = 0.25; // detector.MEAN, STD
+const SCALE = f(1 / (255 * STD));
+export const ORIENTATIONS = [0, 90, 180, 270];
+export const RECTIFY_HEIGHT = 64; // pipeline.rectify's target_height
+export const DESKEW = { maxDegrees: 6, minDegrees: 1.5, step: 1 }; // orient.DeskewOrienter's defaults
+
+// --- the detector's input ---------------------------------------------------------------------------------
+
+// cv2.resize(INTER_AREA) of 8-bit RGBA to (dw, dh) when shrinking; alpha is carried along untouched.
+function resizeAreaRGBA(image, dw, dh) {
+  const { data, width: sw, height: sh } = image;
+  const out = new Uint8ClampedArray(dw * dh * 4);
+  const scaleX = sw / dw, scaleY = sh / dh;
+  const ix = Math.round(scaleX), iy = Math.round(scaleY);
+  if (Math.abs(scaleX - ix) < 2.220446049250313e-16 && Math.abs(scaleY - iy) < 2.220446049250313e-16) {
+    // OpenCV's integer-factor path: exact sums; 2x2 rounds half up (its SIMD path), others half to even.
+    const area = ix * iy, inv = f(1 / area);
+    const round = area === 4 && ix === 2 ? (sum) => (sum + 2) >> 2 : (sum) => roundHalfEven(f(sum * inv));
+    for (let dy = 0; dy < dh; dy++) {
+      for (let dx = 0; dx < dw; dx++) {
+        for (let c = 0; c < 3; c++) {
+          let sum = 0;
+          for (let y = dy * iy; y < dy * iy + iy; y++) {
+            for (let x = dx * ix, p = (y * sw + x) * 4 + c; x < dx * ix + ix; x++, p += 4) sum += data[p];
+          }
+          out[(dy * dw + dx) * 4 + c] = round(sum);
+        }
+        out[(dy * dw + dx) * 4 + 3] = 255;
+      }
+    }
+    return { data: out, width: dw, height: dh };
+  }
+  // The general path: float32 weights per source cell, rows accumulated, each output row rounded at the end.
+  const xtab = areaTable(sw, dw, scaleX), ytab = areaTable(sh, dh, scaleY);
+  const buf = new Float32Array(dw * 3), sum = new Float32Array(dw * 3);
+  const flush = (dy) => {
+    for (let dx = 0; dx < dw; dx++) {
+      for (let c = 0; c < 3; c++) out[(dy * dw + dx) * 4 + c] = roundHalfEven(sum[dx * 3 + c]);
+      out[(dy * dw + dx) * 4 + 3] = 255;
+    }
+  };
+  let prev = ytab[0][0];
+  for (const [dy, sy, beta] of ytab) {
+    buf.fill(0);
+    for (const [dx, sx, alpha] of xtab) {
+      const p = (sy * sw + sx) * 4;
+      for (let c = 0; c < 3; c++) buf[dx * 3 + c] = f(buf[dx * 3 + c] + f(data[p + c] * alpha));
+    }
+    if (dy !== prev) {
+      flush(prev);
+      for (let i = 0; i < sum.length; i++) sum[i] = f(beta * buf[i]);
+      prev = dy;
+    } else {
+      for (let i = 0; i < sum.length; i++) sum[i] = f(sum[i] + f(beta * buf[i]));
+    }
+  }
+  flush(prev);
+  return { data: out, width: dw, height: dh };
+}
+
+// cv2.resize(INTER_LINEAR) of 8-bit RGBA: OpenCV's fixed-point weights (11 bits) and its SIMD vertical pass.
+function resizeLinearRGBA(image, dw, dh) {
+  const { data, width: sw, height: sh } = image;
+  if (2 * dw === sw && 2 * dh === sh) return resizeAreaRGBA(image, dw, dh); // OpenCV switches to INTER_AREA
+  const weights = (table) => table.map(([s0, s1, a0, a1]) => [s0, s1, roundHalfEven(a0 * 2048), roundHalfEven(a1 * 2048)]);
+  const xs = weights(linearTable(sw, dw, false)), ys = weights(linearTable(sh, dh, false));
+  const rows = new Int32Array(sh * dw * 3);
+  for (let y = 0; y < sh; y++) {
+    xs.forEach(([s0, s1, a0, a1], dx) => {
+      for (let c = 0; c < 3; c++) rows[(y * dw + dx) * 3 + c] = data[(y * sw + s0) * 4 + c] * a0 + data[(y * sw + s1) * 4 + c] * a1;
+    });
+  }
+  const out = new Uint8ClampedArray(dw * dh * 4);
+  ys.forEach(([s0, s1, b0, b1], dy) => {
+    for (let i = 0; i < dw * 3; i++) {
+      const [r0, r1] = [rows[s0 * dw * 3 + i] >> 4, rows[s1 * dw * 3 + i] >> 4];
+      out[(dy * dw + Math.floor(i / 3)) * 4 + (i % 3)] = (((r0 * b0) >> 16) + ((r1 * b1) >> 16) + 2) >> 2;
+    }
+    for (let dx = 0; dx < dw; dx++) out[(dy * dw + dx) * 4 + 3] = 255;
+  });
+  return { data: out, width: dw, height: dh };
+}
+
+// detector.downscale: exact 2x2 halvings while the image is at least 4x the target, a bilinear step of less
+// than 2x to twice the target, then a last 2x2 halving; one INTER_AREA step when the image is under 2x.
+function downscale(image, dw, dh) {
+  if (image.width < 2 * dw || image.height < 2 * dh) return resizeAreaRGBA(image, dw, dh);
+  while (image.width >= 4 * dw && image.height >= 4 * dh) {
+    image = resizeAreaRGBA(image, Math.floor(image.width / 2), Math.floor(image.height / 2));
+  }
+  if (image.width !== 2 * dw || image.height !== 2 * dh) image = resizeLinearRGBA(image, 2 * dw, 2 * dh);
+  return resizeAreaRGBA(image, dw, dh);
+}
+
+// detector.preprocess + detect_page's valid map size: the (1, 3, H, W) BGR input, normalised and padded with
+// zeros (mid grey) at the right and bottom to a multiple of 32.
+export function detectorInput(image, longSide) {
+  const { width, height } = image;
+  const scale = Math.min(1, longSide / Math.max(height, width));
+  let resized = image;
+  if (scale < 1) {
+    resized = downscale(image, Math.max(1, roundHalfEven(width * scale)), Math.max(1, roundHalfEven(height * scale)));
+  }
+  const h = Math.ceil(resized.height / STRIDE) * STRIDE, w = Math.ceil(resized.width / STRIDE) * STRIDE;
+  const tensor = new Float32Array(3 * h * w);
+  const { data } = resized;
+  for (let y = 0; y < resized.height; y++) {
+    for (let x = 0; x < resized.width; x++) {
+      const p = (y * resized.width + x) * 4;
+      for (let c = 0; c < 3; c++) { // BGR planes from RGBA
+        tensor[c * h * w + y * w + x] = f((data[p + 2 - c] - 255 * MEAN) * SCALE); // cv2.dnn.blobFromImage, in float32
+      }
+    }
+  }
+  return {
+    tensor, height: h, width: w, scale,
+    validHeight: Math.ceil(resized.height / MAP_STRIDE), validWidth: Math.ceil(resized.width / MAP_STRIDE),
+  };
+}
+
+// --- the detector's output --------------------------------------------------------------------------------
+
+// cv2.connectedComponentsWithStats(connectivity=4): labels in raster order of each blob's first pixel.
+function components(binary, width, height) {
+  const labels = new Int32Array(width * height);
+  const boxes = [null]; // per label: [x0, y0, x1, y1] inclusive
+  const queue = new Int32Array(width * height);
+  let count = 1;
+  for (let start = 0; start < binary.length; start++) {
+    if (!binary[start] || labels[start]) continue;
+    const box = [width, height, -1, -1];
+    labels[start] = count;
+    let head = 0, tail = 0;
+    queue[tail++] = start;
+    while (head < tail) {
+      const p = queue[head++];
+      const x = p % width, y = (p - x) / width;
+      box[0] = Math.min(box[0], x); box[1] = Math.min(box[1], y);
+      box[2] = Math.max(box[2], x); box[3] = Math.max(box[3], y);
+      for (const q of [x > 0 ? p - 1 : -1, x < width - 1 ? p + 1 : -1, y > 0 ? p - width : -1, y < height - 1 ? p + width : -1]) {
+        if (q >= 0 && binary[q] && !labels[q]) {
+          labels[q] = count;
+          queue[tail++] = q;
+        }
+      }
+    }
+    boxes.push(box);
+    count++;
+  }
+  return { labels, boxes, count };
+}
+
+function cross(o, a, b) {
+  return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+}
+
+// Convex hull of a blob's pixel centres, as cv2.convexHull(clockwise=True) gives it for the blob's contour:
+// counter-clockwise on screen, no collinear points, starting at the top row's leftmost pixel (the contour's
+// first point). Returns map pixel coordinates.
+function blobHull(labels, width, label, box) {
+  const points = [];
+  for (let y = box[1]; y <= box[3]; y++) {
+    let lo = -1, hi = -1;
+    for (let x = box[0]; x <= box[2]; x++) {
+      if (labels[y * width + x] === label) {
+        if (lo < 0) lo = x;
+        hi = x;
+      }
+    }
+    if (lo >= 0) points.push([lo, y], ...(hi !== lo ? [[hi, y]] : []));
+  }
+  const first = points[0];
+  points.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  if (points.length < 3) return points.length === 2 && points[0][1] !== first[1] ? points.reverse() : points;
+  const half = (list) => {
+    const chain = [];
+    for (const p of list) {
+      while (chain.length >= 2 && cross(chain[chain.length - 2], chain[chain.length - 1], p) <= 0) chain.pop();
+      chain.push(p);
+    }
+    chain.pop();
+    return chain;
+  };
+  const hull = [...half(points), ...half([...points].reverse())].reverse(); // clockwise in y-up = ccw on screen
+  const start = hull.findIndex((p) => p[0] === first[0] && p[1] === first[1]);
+  return [...hull.slice(start), ...hull.slice(0, start)];
+}
+
+// OpenCV's rotatingCalipers (CALIPERS_MINAREARECT) in float32, so that rectangles of equal area (a triangle's
+// three sides) are chosen as OpenCV chooses them. `points`: a hull of more than 2 points in OpenCV's order.
+// Returns [corner, side 1, side 2] as OpenCV's `out`.
+function rotatingCalipers(points) {
+  const n = points.length;
+  const vect = [], inv = [];
+  let [left, bottom, right, top] = [0, 0, 0, 0];
+  let [pt0] = points;
+  let [leftX, rightX, topY, bottomY] = [pt0[0], pt0[0], pt0[1], pt0[1]];
+  for (let i = 0; i < n; i++) {
+    if (pt0[0] < leftX) [leftX, left] = [pt0[0], i];
+    if (pt0[0] > rightX) [rightX, right] = [pt0[0], i];
+    if (pt0[1] > topY) [topY, top] = [pt0[1], i];
+    if (pt0[1] < bottomY) [bottomY, bottom] = [pt0[1], i];
+    const pt = points[(i + 1) % n];
+    const [dx, dy] = [pt[0] - pt0[0], pt[1] - pt0[1]];
+    vect.push([f(dx), f(dy)]);
+    inv.push(f(1 / Math.sqrt(dx * dx + dy * dy)));
+    pt0 = pt;
+  }
+  let orientation = 0;
+  for (let i = 0, [ax, ay] = vect[n - 1]; i < n && orientation === 0; i++) {
+    const convexity = ax * vect[i][1] - ay * vect[i][0];
+    if (convexity !== 0) orientation = convexity > 0 ? 1 : -1;
+    [ax, ay] = vect[i];
+  }
+  let [baseA, baseB] = [orientation, 0];
+  const seq = [bottom, right, top, left];
+  let minArea = 3.4028234663852886e38, best = null;
+  for (let k = 0; k < n; k++) {
+    const v = seq.map((i) => vect[i]);
+    const dps = [
+      f(f(baseA * v[0][0]) + f(baseB * v[0][1])), f(f(-baseB * v[1][0]) + f(baseA * v[1][1])),
+      f(f(-baseA * v[2][0]) - f(baseB * v[2][1])), f(f(baseB * v[3][0]) - f(baseA * v[3][1])),
+    ];
+    let main = 0, maxCos = f(dps[0] * inv[seq[0]]);
+    for (let j = 1; j < 4; j++) {
+      const cos = f(dps[j] * inv[seq[j]]);
+      if (cos > maxCos) [main, maxCos] = [j, cos];
+    }
+    const p = seq[main];
+    const [leadX, leadY] = [f(vect[p][0] * inv[p]), f(vect[p][1] * inv[p])];
+    [baseA, baseB] = [[leadX, leadY], [leadY, -leadX], [-leadX, -leadY], [-leadY, leadX]][main];
+    seq[main] = (seq[main] + 1) % n;
+    let [dx, dy] = [f(points[seq[1]][0] - points[seq[3]][0]), f(points[seq[1]][1] - points[seq[3]][1])];
+    const width = f(f(dx * baseA) + f(dy * baseB));
+    [dx, dy] = [f(points[seq[2]][0] - points[seq[0]][0]), f(points[seq[2]][1] - points[seq[0]][1])];
+    const height = f(f(-dx * baseB) + f(dy * baseA));
+    const area = f(width * height);
+    if (area <= minArea) [minArea, best] = [area, { left: seq[3], baseA, width, baseB, height, bottom: seq[0] }];
+  }
+  const [a1, b1, a2, b2] = [best.baseA, best.baseB, -best.baseB, best.baseA];
+  const [l, b] = [points[best.left], points[best.bottom]];
+  const c1 = f(f(a1 * l[0]) + f(l[1] * b1)), c2 = f(f(a2 * b[0]) + f(b[1] * b2));
+  const idet = f(1 / f(f(a1 * b2) - f(a2 * b1)));
+  const corner = [f(f(f(c1 * b2) - f(c2 * b1)) * idet), f(f(f(a1 * c2) - f(a2 * c1)) * idet)];
+  return [corner, [f(a1 * best.width), f(b1 * best.width)], [f(a2 * best.height), f(b2 * best.height)]];
+}
+
+// cv2.minAreaRect of a hull in OpenCV's order: its RotatedRect {centre, size: [width, height], angle (degrees)},
+// every field float32 as OpenCV stores it.
+function minAreaRect(hull) {
+  if (hull.length === 1) return { centre: hull[0], size: [0, 0], angle: 0 };
+  let centre, size, radians;
+  if (hull.length === 2) {
+    const [[x0, y0], [x1, y1]] = hull;
+    centre = [f(f(x0 + x1) * 0.5), f(f(y0 + y1) * 0.5)];
+    size = [f(Math.hypot(x1 - x0, y1 - y0)), 0];
+    radians = f(Math.atan2(y1 - y0, x1 - x0));
+  } else {
+    const [corner, side1, side2] = rotatingCalipers(hull);
+    centre = [f(corner[0] + f(f(side1[0] + side2[0]) * 0.5)), f(corner[1] + f(f(side1[1] + side2[1]) * 0.5))];
+    size = [f(Math.hypot(...side1)), f(Math.hypot(...side2))];
+    radians = f(Math.atan2(side1[1], side1[0]));
+  }
+  return { centre, size, angle: f((radians * 180) / Math.PI) };
+}
+
+// cv2.boxPoints: a RotatedRect's corners, in float32 as OpenCV computes them.
+function boxPoints({ centre: [cx, cy], size: [w, h], angle }) {
+  const radians = (angle * Math.PI) / 180;
+  const [b, a] = [f(f(Math.cos(radians)) * 0.5), f(f(Math.sin(radians)) * 0.5)];
+  const p0 = [f(f(cx - f(a * h)) - f(b * w)), f(f(cy + f(b * h)) - f(a * w))];
+  const p1 = [f(f(cx + f(a * h)) - f(b * w)), f(f(cy - f(b * h)) - f(a * w))];
+  const p2 = [f(f(cx + f(a * h)) + f(b * w)), f(f(cy - f(b * h)) + f(a * w))];
+  return [p0, p1, p2, [f(f(cx - f(a * h)) + f(b * w)), f(f(cy + f(b * h)) + f(a * w))]];
+}
+
+// detector.unclip_distance: the offset that the training shrink took off a w x h rectangle (exact).
+export function unclipDistance(kernelWidth, kernelHeight, shrink) {
+  const [a, b, s] = [Math.max(kernelWidth, 0), Math.max(kernelHeight, 0), shrink];
+  const [qa, qb, qc] = [8 - 4 * s, 2 * (1 - s) * (a + b), s * a * b];
+  return (-qb + Math.sqrt(qb * qb + 4 * qa * qc)) / (2 * qa);
+}
+
+function area(points) {
+  let twice = 0;
+  points.forEach(([x, y], i) => {
+    const [nx, ny] = points[(i + 1) % points.length];
+    twice += x * ny - nx * y;
+  });
+  return twice / 2;
+}
+
+// detector._region for the quad: a blob (label) -> its grown min-area rectangle in original pixels, or null.
+function regionQuad(labels, width, label, box, shrink, scale, imageSize) {
+  const centre = (v) => v * MAP_STRIDE + (MAP_STRIDE - 1) / 2; // input pixels of a map pixel's centre
+  const hull = blobHull(labels, width, label, box).map(([x, y]) => [centre(x), centre(y)]);
+  const rect = minAreaRect(hull);
+  const [w, h] = rect.size.map((side) => Math.max(side, MAP_STRIDE));
+  const grow = unclipDistance(w, h, shrink);
+  const grown = { ...rect, size: [f(w + 2 * grow), f(h + 2 * grow)] };
+  const [limitX, limitY] = [imageSize[0] - 1, imageSize[1] - 1];
+  const quad = boxPoints(grown).map(([x, y]) => [
+    Math.min(Math.max((x + 0.5) / scale - 0.5, 0), limitX), Math.min(Math.max((y + 0.5) / scale - 0.5, 0), limitY),
+  ]);
+  return Math.abs(area(quad)) < 1 ? null : quad;
+}
+
+// geometry.rotate_quarter_points via orient.to_upright_points: where a photo's point lies on the upright page.
+export function toUpright(point, orientation, imageSize) {
+  let [x, y] = point, [width, height] = imageSize;
+  for (let turn = 0; turn < (4 - orientation / 90) % 4; turn++) {
+    [x, y] = [height - 1 - y, x];
+    [width, height] = [height, width];
+  }
+  return [x, y];
+}
+
+// orient.order_quad: corners clockwise from the formula's own top-left, judged on the upright page.
+export function orderQuad(quad, orientation) {
+  let upright = quad.map((p) => [...p]);
+  for (let turn = 0; turn < orientation / 90; turn++) upright = upright.map(([x, y]) => [y, -x]);
+  const cx = upright.reduce((s, p) => s + p[0], 0) / 4, cy = upright.reduce((s, p) => s + p[1], 0) / 4;
+  const ring = [0, 1, 2, 3].map((i) => [Math.atan2(upright[i][1] - cy, upright[i][0] - cx), i])
+    .sort((a, b) => a[0] - b[0]).map(([, i]) => i);
+  let start = 0;
+  ring.forEach((i, k) => {
+    if (upright[i][0] + upright[i][1] < upright[ring[start]][0] + upright[ring[start]][1]) start = k;
+  });
+  return [...ring.slice(start), ...ring.slice(0, start)].map((i) => quad[i]);
+}
+
+// detector.postprocess: maps of one page -> {orientation, detections: [{quad, polygon, kind, score}]}.
+// `maps` is the net's (1, 2, mapHeight, mapWidth) output; blobs are read in its valid top-left corner.
+export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, scale, imageSize, params) {
+  let best = 0;
+  for (let i = 1; i < orientationProbs.length; i++) if (orientationProbs[i] > orientationProbs[best]) best = i;
+  const orientation = ORIENTATIONS[best];
+  const [height, width] = [valid.height, valid.width];
+  const binary = new Uint8Array(width * height);
+  const kernel = new Float64Array(width * height), handwritten = new Float64Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      kernel[y * width + x] = maps[y * mapWidth + x];
+      handwritten[y * width + x] = maps[mapHeight * mapWidth + y * mapWidth + x];
+      binary[y * width + x] = kernel[y * width + x] > params.kernel_threshold;
+    }
+  }
+  const { labels, boxes, count } = components(binary, width, height);
+  const areas = new Float64Array(count), scores = new Float64Array(count), kinds = new Float64Array(count);
+  for (let p = 0; p < labels.length; p++) { // np.bincount order: raster order, background included
+    areas[labels[p]] += 1;
+    scores[labels[p]] += kernel[p];
+    kinds[labels[p]] += handwritten[p];
+  }
+  const keep = [];
+  for (let i = 1; i < count; i++) {
+    scores[i] /= Math.max(areas[i], 1);
+    kinds[i] /= Math.max(areas[i], 1);
+    if (areas[i] >= params.min_kernel_px && scores[i] > params.box_threshold) keep.push(i);
+  }
+  keep.sort((a, b) => scores[b] - scores[a]);
+  const detections = [];
+  for (const i of keep.slice(0, params.max_regions)) {
+    const quad = regionQuad(labels, width, i, boxes[i], params.shrink, scale, imageSize);
+    if (quad === null) continue;
+    const ordered = orderQuad(quad, orientation);
+    detections.push({ quad: ordered, polygon: ordered, kind: kinds[i] > 0.5 ? "handwritten" : "printed", score: scores[i] });
+  }
+  const key = (d) => {
+    const [x, y] = toUpright(d.quad[0], orientation, imageSize);
+    return [roundHalfEven(y / 8), x];
+  };
+  detections.sort((a, b) => {
+    const [ka, kb] = [key(a), key(b)];
+    return ka[0] - kb[0] || ka[1] - kb[1];
+  });
+  return { orientation, detections };
+}
+
+// --- warps ------------------------------------------------------------------------------------------------
+
+// Solve A x = b (n x n, row-major) by Gaussian elimination with partial pivoting, as cv::solve(DECOMP_LU).
+function solve(a, b, n) {
+  for (let col = 0; col < n; col++) {
+    let pivot = col;
+    for (let row = col + 1; row < n; row++) if (Math.abs(a[row * n + col]) > Math.abs(a[pivot * n + col])) pivot = row;
+    if (a[pivot * n + col] === 0) return null;
+    if (pivot !== col) {
+      for (let k = 0; k < n; k++) [a[col * n + k], a[pivot * n + k]] = [a[pivot * n + k], a[col * n + k]];
+      [b[col], b[pivot]] = [b[pivot], b[col]];
+    }
+    for (let row = col + 1; row < n; row++) {
+      const factor = a[row * n + col] / a[col * n + col];
+      for (let k = col; k < n; k++) a[row * n + k] -= factor * a[col * n + k];
+      b[row] -= factor * b[col];
+    }
+  }
+  const x = new Float64Array(n);
+  for (let row = n - 1; row >= 0; row--) {
+    let sum = b[row];
+    for (let k = row + 1; k < n; k++) sum -= a[row * n + k] * x[k];
+    x[row] = sum / a[row * n + row];
+  }
+  return x;
+}
+
+// cv2.getPerspectiveTransform(src, dst): the 3x3 homography (row-major, double).
+export function perspectiveTransform(src, dst) {
+  const a = new Float64Array(64), b = new Float64Array(8);
+  for (let i = 0; i < 4; i++) {
+    const [[x, y], [u, v]] = [src[i], dst[i]];
+    a.set([x, y, 1, 0, 0, 0, -x * u, -y * u], i * 8);
+    a.set([0, 0, 0, x, y, 1, -x * v, -y * v], (i + 4) * 8);
+    [b[i], b[i + 4]] = [u, v];
+  }
+  const m = solve(a, b, 8);
+  return m === null ? null : [...m, 1];
+}
+
+// cv::invert of a 3x3 matrix (OpenCV's closed form for small matrices).
+function invert3(m) {
+  const det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) + m[2] * (m[3] * m[7] - m[4] * m[6]);
+  if (det === 0) return new Array(9).fill(0);
+  const d = 1 / det;
+  return [
+    (m[4] * m[8] - m[5] * m[7]) * d, (m[2] * m[7] - m[1] * m[8]) * d, (m[1] * m[5] - m[2] * m[4]) * d,
+    (m[5] * m[6] - m[3] * m[8]) * d, (m[0] * m[8] - m[2] * m[6]) * d, (m[2] * m[3] - m[0] * m[5]) * d,
+    (m[3] * m[7] - m[4] * m[6]) * d, (m[1] * m[6] - m[0] * m[7]) * d, (m[0] * m[4] - m[1] * m[3]) * d,
+  ];
+}
+
+// OpenCV 5's bilinear warp kernel: float32 source coordinates from the inverse map `inverse` (3x3, its last
+// row [0, 0, 1] for affine warps), float32 weights, a horizontal then a vertical blend. `planes` is
+// interleaved with `channels` values per pixel; `border`: "replicate" or a constant for outside pixels;
+// `out` is a typed array of the right type (Uint8ClampedArray rounds half to even, as cv::saturate_cast).
+function warpBilinear(src, width, height, channels, inverse, outWidth, outHeight, border, out) {
+  const m = inverse.map(f);
+  const affine = m[6] === 0 && m[7] === 0 && m[8] === 1;
+  const pick = border === "replicate"
+    ? (x, y, c) => src[(Math.min(Math.max(y, 0), height - 1) * width + Math.min(Math.max(x, 0), width - 1)) * channels + c]
+    : (x, y, c) => (x >= 0 && x < width && y >= 0 && y < height ? src[(y * width + x) * channels + c] : border);
+  for (let y = 0; y < outHeight; y++) {
+    for (let x = 0; x < outWidth; x++) {
+      let sx = f(f(m[0] * x) + f(f(m[1] * y) + m[2]));
+      let sy = f(f(m[3] * x) + f(f(m[4] * y) + m[5]));
+      if (!affine) {
+        const w = f(f(m[6] * x) + f(f(m[7] * y) + m[8]));
+        [sx, sy] = [f(sx / w), f(sy / w)];
+      }
+      const [x0, y0] = [Math.floor(sx), Math.floor(sy)];
+      const [ax, ay] = [f(sx - x0), f(sy - y0)];
+      for (let c = 0; c < channels; c++) {
+        const [p00, p01, p10, p11] = [pick(x0, y0, c), pick(x0 + 1, y0, c), pick(x0, y0 + 1, c), pick(x0 + 1, y0 + 1, c)];
+        const top = f(p00 + f(ax * f(p01 - p00))), bottom = f(p10 + f(ax * f(p11 - p10)));
+        out[(y * outWidth + x) * channels + c] = f(top + f(ay * f(bottom - top)));
+      }
+    }
+  }
+  return out;
+}
+
+// Uint8ClampedArray rounds half to even when assigned, as OpenCV's saturate_cast<uchar>.
+function rgba(width, height) {
+  return { data: new Uint8ClampedArray(width * height * 4), width, height };
+}
+
+function edge(a, b) {
+  return f(Math.hypot(f(a[0] - b[0]), f(a[1] - b[1])));
+}
+
+// pipeline.rectify: perspective-warp a quad (clockwise from the formula's top-left) to an upright crop that
+// keeps its aspect ratio, at most `targetHeight * 2` px tall.
+export function rectify(image, quad, targetHeight = RECTIFY_HEIGHT) {
+  const points = quad.map(([x, y]) => [f(x), f(y)]);
+  const width = Math.max(edge(points[0], points[1]), edge(points[3], points[2]));
+  const height = Math.max(edge(points[0], points[3]), edge(points[1], points[2]));
+  const scale = Math.min(1, (targetHeight * 2) / Math.max(height, 1));
+  const [outW, outH] = [Math.max(2, roundHalfEven(width * scale)), Math.max(2, roundHalfEven(height * scale))];
+  const forward = perspectiveTransform(points, [[0, 0], [outW, 0], [outW, outH], [0, outH]]);
+  const out = rgba(outW, outH);
+  if (forward === null) return out; // a degenerate quad: OpenCV would fail; a blank crop reads as nothing
+  warpBilinear(image.data, image.width, image.height, 4, invert3(forward), outW, outH, "replicate", out.data);
+  return out;
+}
+
+// cv2.getRotationMatrix2D + cv2.invertAffineTransform: the inverse map of a turn by `degrees` about `centre`.
+function inverseRotation(centre, degrees) {
+  const angle = (degrees * Math.PI) / 180;
+  const [alpha, beta] = [Math.cos(angle), Math.sin(angle)];
+  const m = [alpha, beta, (1 - alpha) * centre[0] - beta * centre[1], -beta, alpha, beta * centre[0] + (1 - alpha) * centre[1]];
+  let d = m[0] * m[4] - m[1] * m[3];
+  d = d !== 0 ? 1 / d : 0;
+  const [a11, a22, a12, a21] = [m[4] * d, m[0] * d, -m[1] * d, -m[3] * d];
+  return [a11, a12, -a11 * m[2] - a12 * m[5], a21, a22, -a21 * m[2] - a22 * m[5], 0, 0, 1];
+}
+
+// orient.skew_angle: the small turn (degrees, anticlockwise on screen) that makes the ink's rows sharpest.
+export function skewAngle(gray, width, height, maxDegrees = DESKEW.maxDegrees, step = DESKEW.step) {
+  const ink = new Float32Array(gray.length);
+  let any = false;
+  for (let i = 0; i < gray.length; i++) {
+    const value = 255 - gray[i];
+    ink[i] = value < 64 ? 0 : value; // paper grain and shading are not ink
+    any ||= ink[i] > 0;
+  }
+  if (!any) return 0;
+  const turned = new Float32Array(gray.length);
+  const profile = new Float32Array(height), squares = new Float32Array(Math.max(height - 1, 0));
+  let best = 0, bestScore = -1;
+  for (let k = 0, angle = -maxDegrees; angle < maxDegrees + step / 2; k++, angle = -maxDegrees + k * step) {
+    warpBilinear(ink, width, height, 1, inverseRotation([width / 2, height / 2], angle), width, height, 0, turned);
+    for (let y = 0; y < height; y++) profile[y] = pairwiseSum(turned, y * width, width);
+    for (let y = 0; y + 1 < height; y++) squares[y] = f(f(profile[y + 1] - profile[y]) ** 2);
+    const score = pairwiseSum(squares, 0, squares.length);
+    if (score > bestScore + 1e-6 * Math.abs(bestScore)) [best, bestScore] = [angle, score];
+  }
+  return best;
+}
+
+// numpy's float32 sum (pairwise, 8 accumulators per block of up to 128): near-equal skew scores then rank
+// as the server's do.
+function pairwiseSum(values, start, n) {
+  if (n < 8) {
+    let sum = 0;
+    for (let i = start; i < start + n; i++) sum = f(sum + values[i]);
+    return sum;
+  }
+  if (n <= 128) {
+    const r = Array.from(values.subarray(start, start + 8));
+    let i = 8;
+    for (; i < n - (n % 8); i += 8) for (let j = 0; j < 8; j++) r[j] = f(r[j] + values[start + i + j]);
+    let sum = f(f(f(r[0] + r[1]) + f(r[2] + r[3])) + f(f(r[4] + r[5]) + f(r[6] + r[7])));
+    for (; i < n; i++) sum = f(sum + values[start + i]);
+    return sum;
+  }
+  const half = Math.floor(n / 2) - (Math.floor(n / 2) % 8);
+  return f(pairwiseSum(values, start, half) + pairwiseSum(values, start + half, n - half));
+}
+
+// cv2.COLOR_BGR2GRAY of RGBA bytes.
+function gray(image) {
+  const out = new Uint8Array(image.width * image.height);
+  for (let i = 0, p = 0; i < out.length; i++, p += 4) {
+    out[i] = (image.data[p] * 4899 + image.data[p + 1] * 9617 + image.data[p + 2] * 1868 + 8192) >> 14;
+  }
+  return out;
+}
+
+// orient.DeskewOrienter on one upright crop: turned by its residual skew when that is at least minDegrees.
+export function deskew(crop, maxDegrees = DESKEW.maxDegrees, minDegrees = DESKEW.minDegrees) {
+  const angle = skewAngle(gray(crop), crop.width, crop.height, maxDegrees);
+  if (Math.abs(angle) < minDegrees) return crop;
+  const out = rgba(crop.width, crop.height);
+  const inverse = inverseRotation([crop.width / 2, crop.height / 2], angle);
+  warpBilinear(crop.data, crop.width, crop.height, 4, inverse, crop.width, crop.height, "replicate", out.data);
+  return out;
+}
+
+// Transparent pixels on white paper, as susik.runtime.image_io does (to within rounding).
+export function opaque(image) {
+  const { data } = image;
+  for (let p = 0; p < data.length; p += 4) {
+    const a = data[p + 3];
+    if (a === 255) continue;
+    for (let c = p; c < p + 3; c++) data[c] = Math.round((data[c] * a + 255 * (255 - a)) / 255);
+    data[p + 3] = 255;
+  }
+  return image;
+}

@@ -1,0 +1,157 @@
+"""Page mode's geometry in JavaScript (serve/web/edge-page.js) against the Python it ports, under Node: the
+detector's input, its postprocessing, rectify and deskew, on generated images and maps."""
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from recognizer_helpers import draw_crop, random_text
+from shapely.geometry import Polygon
+
+from susik.pipeline import rectify
+from susik.results import Quad
+from susik.runtime import detector
+from susik.runtime.orient import DeskewOrienter
+
+WEB = Path(__file__).parents[1] / "src/susik/serve/web"
+NODE = shutil.which("node")
+pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js")
+HARNESS = """
+import { readFileSync } from "node:fs";
+import * as page from "./edge-page.js";
+const bytes = (text) => Buffer.from(text, "base64");
+const image = (c) => ({ data: Uint8ClampedArray.from(bytes(c.rgba)), width: c.width, height: c.height });
+const encode = (array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString("base64");
+const run = {
+  input: (c) => {
+    const r = page.detectorInput(image(c), c.long_side);
+    return { tensor: encode(r.tensor), shape: [r.height, r.width], scale: r.scale, valid: [r.validHeight, r.validWidth] };
+  },
+  post: (c) => page.postprocess(new Float32Array(bytes(c.maps).buffer.slice(0)), c.map_h, c.map_w,
+    { height: c.valid[0], width: c.valid[1] }, c.orientation, c.scale, c.size, c.params),
+  rectify: (c) => {
+    const r = page.rectify(image(c), c.quad);
+    return { rgba: encode(r.data), width: r.width, height: r.height };
+  },
+  deskew: (c) => {
+    const r = page.deskew(image(c));
+    return { rgba: encode(r.data), width: r.width, height: r.height };
+  },
+};
+const cases = JSON.parse(readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(cases.map((c) => run[c.op](c))));
+"""
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("edge")
+    for name in ("edge-core.js", "edge-page.js"):
+        shutil.copy(WEB / name, folder / name)
+    (folder / "package.json").write_text('{"type": "module"}')
+    (folder / "harness.js").write_text(HARNESS)
+
+    def call(cases: list[dict]) -> list:
+        done = subprocess.run([NODE, "harness.js"], cwd=folder, input=json.dumps(cases), capture_output=True,
+                              text=True, timeout=120, check=True)
+        return json.loads(done.stdout)
+
+    return call
+
+
+def rgba_case(op: str, bgr: np.ndarray, **fields) -> dict:
+    rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
+    return {"op": op, "rgba": base64.b64encode(rgba.tobytes()).decode(), "width": bgr.shape[1],
+            "height": bgr.shape[0], **fields}
+
+
+def bgr_of(answer: dict) -> np.ndarray:
+    rgba = np.frombuffer(base64.b64decode(answer["rgba"]), np.uint8).reshape(answer["height"], answer["width"], 4)
+    return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR)
+
+
+def test_detector_input_is_the_servers_to_the_bit(node):
+    """No resize, one area step (exactly 2x, under 2x), a bilinear step, halvings (even and odd sizes)."""
+    rng = np.random.default_rng(0)
+    sizes = [(300, 200), (480, 640), (1792, 1344), (1000, 1500), (2000, 1000), (997, 1503), (1851, 3650)]
+    images = [cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (3, 3), 0) for h, w in sizes]
+    for image, got in zip(images, node([rgba_case("input", i, long_side=896) for i in images]), strict=True):
+        tensor, scale = detector.preprocess(image, 896)
+        assert got["scale"] == scale and got["shape"] == list(tensor.shape[2:])
+        assert np.array_equal(np.frombuffer(base64.b64decode(got["tensor"]), np.float32).reshape(tensor.shape), tensor)
+
+
+def random_maps(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Noise below the threshold with rotated, scored boxes on it (some touching, some tiny)."""
+    height, width = int(rng.integers(40, 300)), int(rng.integers(40, 300))
+    kernel = (rng.random((height, width)) * 0.3).astype(np.float32)
+    handwritten = rng.random((height, width)).astype(np.float32)
+    for _ in range(int(rng.integers(0, 12))):
+        centre = (float(rng.uniform(0, width)), float(rng.uniform(0, height)))
+        angle = float(rng.uniform(-30, 30)) if rng.random() < 0.5 else float(rng.choice([0, 90]))
+        box = cv2.boxPoints((centre, (float(rng.uniform(1, 80)), float(rng.uniform(1, 15))), angle))
+        mask = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 1)
+        kernel[mask > 0], handwritten[mask > 0] = rng.uniform(0.5, 1.0), rng.uniform(0, 1)
+    return kernel, handwritten
+
+
+def test_postprocess_finds_the_servers_regions(node):
+    rng = np.random.default_rng(1)
+    params = detector.load_detector_record().params
+    cases, expected = [], []
+    for _ in range(30):
+        kernel, handwritten = random_maps(rng)
+        height, width = kernel.shape
+        maps = np.zeros((2, height + 2, width + 1), np.float32)  # padded maps: only the valid corner counts
+        maps[0, :height, :width], maps[1, :height, :width] = kernel, handwritten
+        orientation = rng.dirichlet(np.ones(4)).astype(np.float32)
+        scale = float(rng.uniform(0.2, 1.0))
+        size = (int(2 * width / scale) + 1, int(2 * height / scale) + 1)
+        expected.append(detector.postprocess(kernel, handwritten, orientation, scale, size, params))
+        cases.append({"op": "post", "maps": base64.b64encode(maps.tobytes()).decode(), "map_h": height + 2,
+                      "map_w": width + 1, "valid": [height, width], "orientation": orientation.tolist(),
+                      "scale": scale, "size": list(size), "params": params.model_dump()})
+    found = 0
+    for theirs, ours in zip(expected, node(cases), strict=True):
+        assert ours["orientation"] == theirs.orientation
+        assert len(ours["detections"]) == len(theirs.detections)
+        for detection, mine in zip(theirs.detections, ours["detections"], strict=True):  # reading order too
+            # OpenCV's float32 box corners, emulated: equal or one float32 ulp apart
+            assert np.abs(np.subtract(mine["quad"], detection.quad.points)).max() < 1e-3
+            assert Polygon(mine["quad"]).is_valid
+            assert (mine["kind"], mine["score"]) == (detection.kind, pytest.approx(detection.score, abs=1e-12))
+            found += 1
+    assert found >= 40
+
+
+def test_rectify_and_deskew_crop_as_the_server_does(node):
+    rng = np.random.default_rng(2)
+    photo = cv2.GaussianBlur(rng.integers(0, 256, (400, 600, 3), dtype=np.uint8), (5, 5), 0)
+    quads = []
+    for _ in range(12):
+        centre, size, angle = rng.uniform([50, 50], [550, 350]), rng.uniform([20, 8], [300, 200]), rng.uniform(-0.5, 0.5)
+        turn = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
+        corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * size / 2 @ turn + centre
+        quads.append((corners + rng.normal(0, 3, (4, 2))).tolist())
+    crops = []
+    for _ in range(8):
+        crop = cv2.cvtColor(draw_crop(random_text(rng), float(rng.uniform(1, 3)), 1), cv2.COLOR_GRAY2BGR)
+        height, width = crop.shape[:2]
+        turn = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-5, 5)), 1.0)
+        crops.append(cv2.warpAffine(crop, turn, (width, height), borderMode=cv2.BORDER_REPLICATE))
+    cases = [rgba_case("rectify", photo, quad=quad) for quad in quads] + [rgba_case("deskew", c) for c in crops]
+    answers = node(cases)
+    expected = [rectify(photo, Quad(tuple(map(tuple, quad)))) for quad in quads] + DeskewOrienter()(crops)
+    turned = 0
+    for theirs, ours, original in zip(expected, map(bgr_of, answers), [None] * len(quads) + crops, strict=True):
+        assert ours.shape == theirs.shape
+        # OpenCV's SIMD warps round a source coordinate differently on a few pixels: one grey level at most.
+        assert np.abs(ours.astype(int) - theirs).max() <= 1 and (ours != theirs).mean() < 0.002
+        turned += original is not None and not np.array_equal(theirs, original)
+    assert turned >= 3  # the deskew cases did turn
