@@ -337,6 +337,14 @@ def test_onnx_matches_torch_and_int8_mostly_agrees(tmp_path):
     assert quantised_ops & {"MatMulInteger", "DynamicQuantizeMatMul"}
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(encoder_q)).graph.node}
 
+    conv_only = onnx.load(str(quantize_encoder(encoder, tmp_path / "encoder.conv.onnx", "static-conv", calibration)))
+    quantised_inputs = {name for node in conv_only.graph.node if node.op_type == "DequantizeLinear"
+                        for name in node.output}
+    convs = [node for node in conv_only.graph.node if node.op_type == "Conv"]
+    matmuls = [node for node in conv_only.graph.node if node.op_type == "MatMul"]
+    assert convs and all(node.input[1] in quantised_inputs for node in convs)
+    assert matmuls and not any(set(node.input) & quantised_inputs for node in matmuls)  # K/V stay fp32
+
 
 def test_recognizer_returns_one_result_per_crop_in_order(tiny_bundle):
     recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)

@@ -215,8 +215,9 @@ def train_recognizer(
 def export_recognizer(
     checkpoint: Annotated[Path, typer.Argument(help="a recognizer checkpoint (runs/.../best.pt)")],
     out: Annotated[Path, typer.Option(help="models folder; writes OUT/recognizer/")] = Path("models"),
-    encoder_quant: Annotated[Literal["none", "dynamic", "static"], typer.Option(
-        help="encoder weights: fp32, dynamic int8 or static QDQ int8 (calibrated)")] = "static",
+    encoder_quant: Annotated[Literal["none", "dynamic", "static", "static-conv"], typer.Option(
+        help="encoder weights: fp32, dynamic int8, static QDQ int8 (calibrated), or static int8 on the "
+        "convolutions only")] = "static",
     calibration: Annotated[Path | None, typer.Option(
         help="crop manifest to calibrate int8 on (default: the checkpoint's validation manifest)")] = None,
     calibration_crops: Annotated[int, typer.Option(min=8, help="crops used for calibration")] = 64,
