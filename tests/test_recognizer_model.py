@@ -209,7 +209,8 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path):
     rng = np.random.default_rng(42)
     validation = [(draw_crop(t), t) for t in (random_text(rng, 1, 4) for _ in range(6))]
     config = _tiny_train_config()
-    result = fit(config, _source, validation, words, tmp_path / "run", log=lambda _: None)
+    result = fit(config, _source, validation, words, tmp_path / "run", log=lambda _: None,
+                 provenance={"command": "susik train recognizer --init stage1.pt"})
     assert result.step == 12 and len(result.history) == 2
     assert result.history[-1]["loss"] < result.history[0]["loss"]  # it learns something
     assert "val_exp_rate" in result.history[0]
@@ -224,8 +225,11 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path):
     assert restored.tokens == words.tokens and not model.training
 
     longer = config.model_copy(update={"steps": 18})
-    resumed = fit(longer, _source, validation, words, tmp_path / "run", resume=True, log=lambda _: None)
+    resumed = fit(longer, _source, validation, words, tmp_path / "run", resume=True, log=lambda _: None,
+                  provenance={"command": "susik train recognizer --resume"})
     assert resumed.step == 18 and len(resumed.history) == 3
+    # The record names the command that started the run, not the --resume that finished it.
+    assert load_checkpoint(resumed.last)["command"] == "susik train recognizer --init stage1.pt"
     assert load_checkpoint(resumed.last)["scheduler"]["last_epoch"] == 18
 
 

@@ -547,6 +547,8 @@ def fit(
     uri = config.mlflow_uri or f"sqlite:///{out.resolve().parent / 'mlflow.db'}"
     tracker = Tracker(config.mlflow, uri, config.experiment, log)
     extra = {"command": "", "data_versions": {}, "sources": [], **(provenance or {})}
+    if checkpoint is not None and checkpoint.get("command"):
+        extra["command"] = checkpoint["command"]  # a resumed run is the run its first command started (--init)
     if teacher is not None:
         extra["teacher"] = teacher.describe()
     try:
