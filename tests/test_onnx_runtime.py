@@ -346,6 +346,21 @@ def test_onnx_matches_torch_and_int8_mostly_agrees(tmp_path):
     assert matmuls and not any(set(node.input) & quantised_inputs for node in matmuls)  # K/V stay fp32
 
 
+def test_a_crops_encoding_does_not_depend_on_its_batch_neighbours(tiny_bundle):
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
+    config = recognizer.preprocess_config
+    narrow, wide = (preprocess(crop, config) for crop in (draw_crop("1"), draw_crop("x+y=12345678")))
+    assert wide.shape[1] > narrow.shape[1] + 4 * config.width_multiple
+    batch, widths = pad_batch([narrow, wide], config)
+    together, bias = recognizer.encode(batch, widths)
+    alone, _ = recognizer.encode(*pad_batch([narrow], config))
+    valid = int((bias[0] == 0).sum())
+    assert valid == alone[0].shape[2]
+    for layer_together, layer_alone in zip(together, alone):
+        kept = layer_together[0][:, bias[0] == 0]  # the narrow crop's own positions inside the batch
+        np.testing.assert_array_equal(kept, layer_alone[0])
+
+
 def test_recognizer_returns_one_result_per_crop_in_order(tiny_bundle):
     recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
     assert recognizer([]) == []

@@ -41,11 +41,11 @@ from onnxruntime.quantization import (
 from torch import Tensor, nn
 
 from susik.latex import Vocabulary
-from susik.models.recognizer import NEG_INF, Recognizer, count_parameters, fold_batchnorm
+from susik.models.recognizer import Recognizer, count_parameters, fold_batchnorm
 from susik.models.registry import ModelRecord, TrainingInfo, file_entry, model_card, save_record
 from susik.runtime.decoding import DEFAULT_DECODE, Cache, DecodeConfig, StepFn, greedy, max_length
 from susik.runtime.preprocess import pad_batch, preprocess
-from susik.runtime.recognizer import OnnxRecognizer
+from susik.runtime.recognizer import OnnxRecognizer, memory_bias, pad_cross
 
 EncoderQuant = Literal["none", "dynamic", "static", "static-conv"]
 OPSET = 17
@@ -217,10 +217,15 @@ def parity(model: Recognizer, fp32: OnnxRecognizer, int8: OnnxRecognizer, images
     model = model.eval()
     config = model.config.preprocess
     batch, widths = pad_batch([preprocess(image, config) for image in images], config)
-    with torch.no_grad():
-        memory, pad = model.encode(torch.from_numpy(batch), torch.from_numpy(widths))
-        cross = tuple(t.numpy() for t in model.decoder.cross_kv(memory))
-    bias = pad.numpy().astype(np.float32) * NEG_INF
+    multiple = config.width_multiple
+    with torch.no_grad():  # crop by crop, as the ONNX predictor encodes (see OnnxRecognizer.encode)
+        alone = []
+        for i, width in enumerate(widths):
+            own = torch.from_numpy(batch[i : i + 1, :, :, : -(-int(width) // multiple) * multiple])
+            memory, _ = model.encode(own, torch.from_numpy(widths[i : i + 1]))
+            alone.append([t.numpy() for t in model.decoder.cross_kv(memory)])
+    cross = pad_cross(alone, batch.shape[2] // model.config.total_stride[0])
+    bias = memory_bias(widths, model.config.total_stride, batch.shape)
     step = torch_step(model)
     bos = np.full((len(images), 1), vocab.bos_id, dtype=np.int64)
     first = np.array([0], dtype=np.int64)
