@@ -71,14 +71,18 @@ class ModelRecord(BaseModel):
         """Absolute path of a bundled file after checking its sha256."""
         if self.root is None:
             raise ValueError("record was not loaded from disk")
-        entry = self.files[key]
-        path = self.root / entry.path
-        if not path.is_file():
-            raise ModelNotFoundError(f"{self.name}: missing file {path}")
-        digest = sha256_file(path)
-        if digest != entry.sha256:
-            raise IntegrityError(f"{path}: sha256 {digest[:12]}... differs from the record's {entry.sha256[:12]}...")
-        return path
+        return checked_file(self.name, self.root, self.files[key])
+
+
+def checked_file(name: str, root: Path, entry: FileEntry) -> Path:
+    """`root / entry.path` once its sha256 matches the record's; missing or altered files are errors."""
+    path = root / entry.path
+    if not path.is_file():
+        raise ModelNotFoundError(f"{name}: missing file {path}")
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        raise IntegrityError(f"{path}: sha256 {digest[:12]}... differs from the record's {entry.sha256[:12]}...")
+    return path
 
 
 def sha256_file(path: Path) -> str:

@@ -25,10 +25,9 @@ from susik.models.registry import (
     RECORD_NAME,
     REPO_MODELS,
     FileEntry,
-    IntegrityError,
     ModelNotFoundError,
     TrainingInfo,
-    sha256_file,
+    checked_file,
 )
 from susik.pipeline import Detection, PageDetections
 from susik.results import Quad
@@ -267,13 +266,7 @@ class DetectorRecord(BaseModel):
         """Absolute path of a bundled file after checking its sha256."""
         if self.root is None:
             raise ValueError("record was not loaded from disk")
-        entry = self.files[key]
-        path = self.root / entry.path
-        if not path.is_file():
-            raise ModelNotFoundError(f"{self.name}: missing file {path}")
-        if sha256_file(path) != entry.sha256:
-            raise IntegrityError(f"{path}: sha256 differs from the record's {entry.sha256[:12]}...")
-        return path
+        return checked_file(self.name, self.root, self.files[key])
 
 
 def load_detector_record(path: str | Path | None = None) -> DetectorRecord:
@@ -296,14 +289,9 @@ class OnnxDetector:
     def __init__(self, path: str | Path, params: DetectParams | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        # Idle threads that spin between calls take the core the recognizer (or another request) needs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        from susik.runtime.sessions import session_options
+
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         self.params = params or DetectParams()
         self._input = self.session.get_inputs()[0].name
 

@@ -28,19 +28,9 @@ from susik.runtime.decoding import (
     sequence_confidence,
 )
 from susik.runtime.preprocess import CropError, PreprocessConfig, check_crop, pad_batch, preprocess
+from susik.runtime.sessions import session_options
 
 NEG_INF = -1e4  # must match susik.models.recognizer.NEG_INF, the value the decoder was trained with
-
-
-def session_options(threads: int | None) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    # Decoder steps are sub-millisecond calls: spinning threads between them burn the other cores.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
 
 
 class OnnxRecognizer:
