@@ -33,6 +33,7 @@ def main(
     long_sides: Annotated[str, typer.Option(help="comma-separated")] = "640,768,896",
     kernels: Annotated[str, typer.Option(help="kernel thresholds, comma-separated")] = "0.3,0.4,0.5",
     boxes: Annotated[str, typer.Option(help="box thresholds, comma-separated")] = "0.5,0.6,0.7",
+    merge_gaps: Annotated[str, typer.Option(help="line-merge gaps in line heights, comma-separated (0: off)")] = "0",
     threads: int = 2,
 ) -> None:
     found = OnnxDetector.load(detector, threads)
@@ -48,15 +49,15 @@ def main(
             detect_page(image, lambda tensor, out=outputs: out.append(found._run(tensor)) or out[-1],
                         DetectParams(long_side=long_side))
             cached.append(outputs[0])
-        for kernel, box in itertools.product(_floats(kernels), _floats(boxes)):
+        for kernel, box, gap in itertools.product(_floats(kernels), _floats(boxes), _floats(merge_gaps)):
             if box < kernel:
                 continue
-            params = DetectParams(long_side=long_side, kernel_threshold=kernel, box_threshold=box)
+            params = DetectParams(long_side=long_side, kernel_threshold=kernel, box_threshold=box, merge_gap=gap)
             total = DetectionCounts()
             for image, maps, truth in zip(images, cached, truths, strict=True):
                 page = detect_page(image, lambda tensor, maps=maps: maps, params)
                 total = total + count_page([d.polygon for d in page.detections], truth)
-            results.append({"long_side": long_side, "kernel": kernel, "box": box, "precision": round(total.precision, 4),
+            results.append({"long_side": long_side, "kernel": kernel, "box": box, "merge_gap": gap, "precision": round(total.precision, 4),
                             "recall": round(total.recall, 4), "f1": round(total.f1, 4)})
             print(json.dumps(results[-1]))
     print("best:", json.dumps(max(results, key=lambda r: r["f1"])))

@@ -98,13 +98,30 @@ def random_maps(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         mask = np.zeros((height, width), np.uint8)
         cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 1)
         kernel[mask > 0], handwritten[mask > 0] = rng.uniform(0.5, 1.0), rng.uniform(0, 1)
+    if rng.random() < 0.6:  # a formula line broken into pieces, as the detector sees handwriting on photos
+        angle, line_height = float(rng.uniform(-10, 10)), float(rng.uniform(4, 14))
+        x, y = float(rng.uniform(0, width / 2)), float(rng.uniform(0, height))
+        direction = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+        for _ in range(int(rng.integers(2, 4))):
+            length = float(rng.uniform(6, 40))
+            centre = np.array([x, y]) + direction * length / 2
+            box = cv2.boxPoints(((float(centre[0]), float(centre[1])), (length, line_height), angle))
+            mask = np.zeros((height, width), np.uint8)
+            cv2.fillPoly(mask, [np.round(box).astype(np.int32)], 1)
+            kernel[mask > 0], handwritten[mask > 0] = rng.uniform(0.7, 1.0), rng.uniform(0, 1)
+            step = length + float(rng.uniform(2, 1.2 * line_height))
+            x, y = x + direction[0] * step, y + direction[1] * step
     return kernel, handwritten
 
 
-def test_postprocess_finds_the_servers_regions(node):
+@pytest.mark.parametrize("merge_gap", [None, 0.0, 1.5])
+def test_postprocess_finds_the_servers_regions(node, merge_gap):
+    """The bundled record's postprocessing, with line pieces joined (or not) as its params say, and both ways."""
     rng = np.random.default_rng(1)
     params = detector.load_detector_record().params
-    cases, expected = [], []
+    if merge_gap is not None:
+        params = params.model_copy(update={"merge_gap": merge_gap})
+    cases, expected, joins = [], [], 0
     for _ in range(30):
         kernel, handwritten = random_maps(rng)
         height, width = kernel.shape
@@ -114,6 +131,9 @@ def test_postprocess_finds_the_servers_regions(node):
         scale = float(rng.uniform(0.2, 1.0))
         size = (int(2 * width / scale) + 1, int(2 * height / scale) + 1)
         expected.append(detector.postprocess(kernel, handwritten, orientation, scale, size, params))
+        apart = detector.postprocess(kernel, handwritten, orientation, scale, size,
+                                     params.model_copy(update={"merge_gap": 0.0}))
+        joins += len(apart.detections) - len(expected[-1].detections)
         cases.append({"op": "post", "maps": base64.b64encode(maps.tobytes()).decode(), "map_h": height + 2,
                       "map_w": width + 1, "valid": [height, width], "orientation": orientation.tolist(),
                       "scale": scale, "size": list(size), "params": params.model_dump()})
@@ -128,6 +148,7 @@ def test_postprocess_finds_the_servers_regions(node):
             assert (mine["kind"], mine["score"]) == (detection.kind, pytest.approx(detection.score, abs=1e-12))
             found += 1
     assert found >= 40
+    assert (joins > 5) == (params.merge_gap > 0)  # the joining path was exercised where it is on
 
 
 def test_rectify_and_deskew_crop_as_the_server_does(node):

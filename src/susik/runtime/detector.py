@@ -31,6 +31,7 @@ from susik.models.registry import (
 )
 from susik.pipeline import Detection, PageDetections
 from susik.results import Quad
+from susik.runtime.line_merge import Piece, merge_line_pieces
 from susik.runtime.orient import ORIENTATIONS, order_quad, to_upright_points
 
 STRIDE = 32  # the net's coarsest stride: inputs are padded to a multiple of it
@@ -49,6 +50,12 @@ class DetectParams(BaseModel):
     min_kernel_px: int = Field(3, ge=1, description="drop blobs smaller than this many map pixels")
     shrink: float = Field(0.5, gt=0, lt=1, description="training shrink: offset = shrink * area / perimeter")
     max_regions: int = Field(200, ge=1)
+    merge_gap: float = Field(
+        0.0, ge=0, description="join pieces of one line whose gap is at most this many line heights (0: off); "
+        "see susik.runtime.line_merge"
+    )
+    merge_overlap: float = Field(0.5, gt=0, le=1, description="pieces share a line when their heights overlap "
+                                 "by this share of the shorter one")
 
 
 # --- shrink / unclip geometry (training draws targets with `shrink_distance`; serving inverts it) -------
@@ -162,20 +169,22 @@ def postprocess(
     keep = [i for i in range(1, count) if areas[i] >= params.min_kernel_px and scores[i] > params.box_threshold]
     keep = sorted(keep, key=lambda i: -scores[i])[: params.max_regions]
     width, height = image_size
-    detections = []
+    pieces = []
     for i in keep:
         x, y, w, h = stats[i, :4]
         blob = (labels[y : y + h, x : x + w] == i).astype(np.uint8)
         found = _region(blob, (x, y), params.shrink, scale, width, height)
-        if found is None:
-            continue
-        quad, polygon = found
-        ordered = order_quad(quad, orientation)
+        if found is not None:
+            pieces.append(Piece(found[0], found[1], float(kinds[i]), float(scores[i]), float(areas[i])))
+    pieces = merge_line_pieces(pieces, orientation, image_size, params.merge_gap, params.merge_overlap)
+    detections = []
+    for piece in pieces:
+        ordered = order_quad(piece.quad, orientation)
         detections.append(Detection(
             quad=Quad(tuple((float(px), float(py)) for px, py in ordered)),  # type: ignore[arg-type]
-            polygon=tuple((float(px), float(py)) for px, py in _start_polygon_at(polygon, ordered[0])),
-            kind="handwritten" if kinds[i] > 0.5 else "printed",
-            score=float(scores[i]),
+            polygon=tuple((float(px), float(py)) for px, py in _start_polygon_at(piece.polygon, ordered[0])),
+            kind="handwritten" if piece.handwritten > 0.5 else "printed",
+            score=piece.score,
         ))
     detections.sort(key=lambda d: _reading_key(d.quad, orientation, image_size))
     return PageDetections(orientation, tuple(detections))

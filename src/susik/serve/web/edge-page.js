@@ -346,6 +346,86 @@ export function orderQuad(quad, orientation) {
   return [...ring.slice(start), ...ring.slice(0, start)].map((i) => quad[i]);
 }
 
+// --- line_merge.py: pieces of one formula line joined ----------------------------------------------------
+
+// Convex hull (monotone chain) of float points, counter-clockwise on screen as OpenCV's; where it starts only
+// matters for rectangles of exactly equal area, whose corners come out the same after orderQuad.
+function convexHull(points) {
+  const sorted = [...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  const half = (list) => {
+    const chain = [];
+    for (const p of list) {
+      while (chain.length >= 2 && cross(chain[chain.length - 2], chain[chain.length - 1], p) <= 0) chain.pop();
+      chain.push(p);
+    }
+    chain.pop();
+    return chain;
+  };
+  return [...half(sorted), ...half([...sorted].reverse())].reverse();
+}
+
+// line_merge._line_angle: radians of the side nearest the upright horizontal, within a half turn.
+function lineAngle(upright) {
+  const sides = [0, 1].map((i) => [upright[i + 1][0] - upright[i][0], upright[i + 1][1] - upright[i][1]]);
+  const [dx, dy] = Math.abs(sides[1][0]) - Math.abs(sides[1][1]) > Math.abs(sides[0][0]) - Math.abs(sides[0][1])
+    ? sides[1] : sides[0];
+  const angle = Math.atan2(dy, dx);
+  return angle - Math.PI * roundHalfEven(angle / Math.PI);
+}
+
+// line_merge._box_along: [x0, y0, x1, y1] of points turned by `angle` so that a line at that angle lies level.
+function boxAlong(points, angle) {
+  const [cos, sin] = [Math.cos(angle), Math.sin(angle)];
+  const level = points.map(([x, y]) => [x * cos + y * sin, -x * sin + y * cos]);
+  const xs = level.map((p) => p[0]), ys = level.map((p) => p[1]);
+  return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+}
+
+// line_merge.same_line
+function sameLine(a, b, maxGap, minOverlap) {
+  const [heightA, heightB] = [a[3] - a[1], b[3] - b[1]];
+  const overlap = Math.min(a[3], b[3]) - Math.max(a[1], b[1]);
+  const gap = Math.max(a[0], b[0]) - Math.min(a[2], b[2]);
+  return overlap >= minOverlap * Math.min(heightA, heightB) && gap <= maxGap * Math.max(heightA, heightB);
+}
+
+// line_merge.join: the min-area rectangle of both quads, area-weighted kind and score.
+function joinPieces(a, b) {
+  const points = [...a.quad, ...b.quad].map(([x, y]) => [f(x), f(y)]);
+  const quad = boxPoints(minAreaRect(convexHull(points)));
+  const area = a.area + b.area;
+  return {
+    quad, handwritten: (a.handwritten * a.area + b.handwritten * b.area) / area,
+    score: (a.score * a.area + b.score * b.area) / area, area,
+  };
+}
+
+// line_merge.merge_line_pieces
+export function mergeLinePieces(pieces, orientation, imageSize, maxGap, minOverlap) {
+  if (!(maxGap > 0)) return pieces;
+  const merged = [...pieces];
+  const upright = (piece) => piece.quad.map((p) => toUpright(p, orientation, imageSize));
+  const joinable = (a, b) => {
+    const [ua, ub] = [upright(a), upright(b)];
+    const angle = lineAngle(a.area >= b.area ? ua : ub);
+    return sameLine(boxAlong(ua, angle), boxAlong(ub, angle), maxGap, minOverlap);
+  };
+  for (let joined = true; joined;) {
+    joined = false;
+    for (let i = 0; i < merged.length && !joined; i++) {
+      for (let j = i + 1; j < merged.length; j++) {
+        if (joinable(merged[i], merged[j])) {
+          merged[i] = joinPieces(merged[i], merged[j]);
+          merged.splice(j, 1);
+          joined = true;
+          break;
+        }
+      }
+    }
+  }
+  return merged;
+}
+
 // detector.postprocess: maps of one page -> {orientation, detections: [{quad, polygon, kind, score}]}.
 // `maps` is the net's (1, 2, mapHeight, mapWidth) output; blobs are read in its valid top-left corner.
 export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, scale, imageSize, params) {
@@ -376,13 +456,16 @@ export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, 
     if (areas[i] >= params.min_kernel_px && scores[i] > params.box_threshold) keep.push(i);
   }
   keep.sort((a, b) => scores[b] - scores[a]);
-  const detections = [];
+  let pieces = [];
   for (const i of keep.slice(0, params.max_regions)) {
     const quad = regionQuad(labels, width, i, boxes[i], params.shrink, scale, imageSize);
-    if (quad === null) continue;
-    const ordered = orderQuad(quad, orientation);
-    detections.push({ quad: ordered, polygon: ordered, kind: kinds[i] > 0.5 ? "handwritten" : "printed", score: scores[i] });
+    if (quad !== null) pieces.push({ quad, handwritten: kinds[i], score: scores[i], area: areas[i] });
   }
+  pieces = mergeLinePieces(pieces, orientation, imageSize, params.merge_gap ?? 0, params.merge_overlap ?? 0.5);
+  const detections = pieces.map((piece) => {
+    const ordered = orderQuad(piece.quad, orientation);
+    return { quad: ordered, polygon: ordered, kind: piece.handwritten > 0.5 ? "handwritten" : "printed", score: piece.score };
+  });
   const key = (d) => {
     const [x, y] = toUpright(d.quad[0], orientation, imageSize);
     return [roundHalfEven(y / 8), x];
