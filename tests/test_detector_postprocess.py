@@ -204,3 +204,15 @@ def test_deskew_orienter_straightens_tilted_crops_and_leaves_level_ones():
     assert out_level is level
     assert abs(skew_angle(out_tilted)) <= 1.0 and out_tilted.shape == tilted.shape
     assert DeskewOrienter()([]) == []
+
+
+def test_an_unsure_orientation_head_leaves_the_page_upright():
+    kernel = _blob_map(slice(10, 15), slice(20, 60))
+    unsure = np.array([0.3, 0.05, 0.6, 0.05])  # leans to 180 degrees, as on a tight photo of one line
+    sure = np.array([0.01, 0.0, 0.99, 0.0])
+    params = DetectParams(min_orientation_confidence=0.9)
+    assert postprocess(kernel, np.zeros_like(kernel), unsure, 0.5, (640, 400), params).orientation == 0
+    turned = postprocess(kernel, np.zeros_like(kernel), sure, 0.5, (640, 400), params)
+    assert turned.orientation == 180
+    assert np.allclose(turned.detections[0].quad.points, HORIZONTAL[180], atol=1e-3)
+    assert postprocess(kernel, np.zeros_like(kernel), unsure, 0.5, (640, 400), PARAMS).orientation == 180

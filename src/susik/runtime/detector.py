@@ -50,6 +50,10 @@ class DetectParams(BaseModel):
     min_kernel_px: int = Field(3, ge=1, description="drop blobs smaller than this many map pixels")
     shrink: float = Field(0.5, gt=0, lt=1, description="training shrink: offset = shrink * area / perimeter")
     max_regions: int = Field(200, ge=1)
+    min_orientation_confidence: float = Field(
+        0.0, ge=0, lt=1, description="below this probability of its best turn the page is taken as upright: the "
+        "head learned turns from full pages and guesses on a tight photo of one line, where upright is the prior"
+    )
     merge_gap: float = Field(
         0.0, ge=0, description="join pieces of one line whose gap is at most this many line heights (0: off); "
         "see susik.runtime.line_merge"
@@ -157,7 +161,8 @@ def postprocess(
 
     `image_size` is the original (width, height); coordinates are clipped to it.
     """
-    orientation = ORIENTATIONS[int(np.argmax(orientation_probs))]
+    best = int(np.argmax(orientation_probs))
+    orientation = ORIENTATIONS[best] if orientation_probs[best] >= params.min_orientation_confidence else 0
     binary = (kernel > params.kernel_threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=4)
     if count <= 1:

@@ -431,7 +431,7 @@ export function mergeLinePieces(pieces, orientation, imageSize, maxGap, minOverl
 export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, scale, imageSize, params) {
   let best = 0;
   for (let i = 1; i < orientationProbs.length; i++) if (orientationProbs[i] > orientationProbs[best]) best = i;
-  const orientation = ORIENTATIONS[best];
+  const orientation = orientationProbs[best] >= (params.min_orientation_confidence ?? 0) ? ORIENTATIONS[best] : 0;
   const [height, width] = [valid.height, valid.width];
   const binary = new Uint8Array(width * height);
   const kernel = new Float64Array(width * height), handwritten = new Float64Array(width * height);
