@@ -82,7 +82,7 @@ def main(
     latency_crops: Annotated[int, typer.Option(min=1, help="crops timed one at a time")] = 64,
     calibration: Annotated[Path | None, typer.Option(help="crops to calibrate int8 on (default: --manifest)")] = None,
     calibration_crops: Annotated[int, typer.Option(min=8)] = 64,
-    encoder_quant: Annotated[Literal["none", "dynamic", "static"], typer.Option()] = "static",
+    encoder_quant: Annotated[Literal["none", "dynamic", "static", "static-conv"], typer.Option()] = "static-conv",
     threads: Annotated[int, typer.Option(min=1, help="ONNX Runtime intra-op threads")] = 1,
     out: Annotated[Path | None, typer.Option(help="also write the rows as JSON here")] = None,
 ) -> None:
