@@ -216,3 +216,11 @@ def test_an_unsure_orientation_head_leaves_the_page_upright():
     assert turned.orientation == 180
     assert np.allclose(turned.detections[0].quad.points, HORIZONTAL[180], atol=1e-3)
     assert postprocess(kernel, np.zeros_like(kernel), unsure, 0.5, (640, 400), PARAMS).orientation == 180
+
+
+def test_the_handwritten_threshold_decides_the_kind():
+    kernel = _blob_map(slice(10, 15), slice(20, 60))
+    unsure = np.full_like(kernel, 0.35)
+    (default,) = postprocess(kernel, unsure, UPRIGHT, 0.5, (640, 400), PARAMS).detections
+    (lowered,) = postprocess(kernel, unsure, UPRIGHT, 0.5, (640, 400), DetectParams(handwritten_threshold=0.3)).detections
+    assert (default.kind, lowered.kind) == ("printed", "handwritten")

@@ -181,7 +181,10 @@ def model_card(record: DetectorRecord) -> str:
          f"{sum(e.bytes for e in record.files.values()) / 1e6:.2f} MB."),
         f"- Input: the page downscaled to long side {params.long_side} (never upscaled), {record.input}.",
         (f"- Postprocessing: kernel > {params.kernel_threshold}, blobs with mean probability > "
-         f"{params.box_threshold}, grown back by the exact inverse of the training shrink ({params.shrink})"
+         f"{params.box_threshold}, grown back by the exact inverse of the training shrink ({params.shrink}); "
+         f"handwritten when the mean handwritten probability > {params.handwritten_threshold}"
+         + (f"; turns below {params.min_orientation_confidence} confidence read as upright"
+            if params.min_orientation_confidence > 0 else "")
          + (f"; pieces of one line joined across gaps up to {params.merge_gap} line heights when their heights "
             f"overlap by {params.merge_overlap} of the shorter (`susik.runtime.line_merge`)." if params.merge_gap > 0
             else ".")),

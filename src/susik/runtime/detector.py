@@ -50,6 +50,9 @@ class DetectParams(BaseModel):
     min_kernel_px: int = Field(3, ge=1, description="drop blobs smaller than this many map pixels")
     shrink: float = Field(0.5, gt=0, lt=1, description="training shrink: offset = shrink * area / perimeter")
     max_regions: int = Field(200, ge=1)
+    handwritten_threshold: float = Field(
+        0.5, gt=0, lt=1, description="a region is handwritten when its mean handwritten probability is above this"
+    )
     min_orientation_confidence: float = Field(
         0.0, ge=0, lt=1, description="below this probability of its best turn the page is taken as upright: the "
         "head learned turns from full pages and guesses on a tight photo of one line, where upright is the prior"
@@ -188,7 +191,7 @@ def postprocess(
         detections.append(Detection(
             quad=Quad(tuple((float(px), float(py)) for px, py in ordered)),  # type: ignore[arg-type]
             polygon=tuple((float(px), float(py)) for px, py in _start_polygon_at(piece.polygon, ordered[0])),
-            kind="handwritten" if piece.handwritten > 0.5 else "printed",
+            kind="handwritten" if piece.handwritten > params.handwritten_threshold else "printed",
             score=piece.score,
         ))
     detections.sort(key=lambda d: _reading_key(d.quad, orientation, image_size))

@@ -464,7 +464,7 @@ export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, 
   pieces = mergeLinePieces(pieces, orientation, imageSize, params.merge_gap ?? 0, params.merge_overlap ?? 0.5);
   const detections = pieces.map((piece) => {
     const ordered = orderQuad(piece.quad, orientation);
-    return { quad: ordered, polygon: ordered, kind: piece.handwritten > 0.5 ? "handwritten" : "printed", score: piece.score };
+    return { quad: ordered, polygon: ordered, kind: piece.handwritten > (params.handwritten_threshold ?? 0.5) ? "handwritten" : "printed", score: piece.score };
   });
   const key = (d) => {
     const [x, y] = toUpright(d.quad[0], orientation, imageSize);
