@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -9,6 +11,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, text
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def make_engine(url: str) -> Engine:
@@ -17,19 +20,36 @@ def make_engine(url: str) -> Engine:
     database = url.split("///", 1)[-1]
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _pragmas(connection, _record) -> None:
         cursor = connection.cursor()
         # WAL + synchronous=NORMAL: a commit survives the process being killed (not a power cut), and
         # costs no fsync per transaction.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, patience_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+    """`PRAGMA journal_mode=WAL`, retried: switching a fresh file needs it to itself and SQLite answers "database
+    is locked" at once, without its busy timeout, while replicas starting together all connect (6 of 60 trials
+    of four at once failed). Once the file is in WAL mode the pragma only reads it."""
+    deadline = time.monotonic() + patience_s
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
 
 def alembic_config(url: str | None = None) -> Config:
