@@ -400,30 +400,43 @@ function joinPieces(a, b) {
   };
 }
 
+// line_merge._place: a piece with its upright corners and their bounding box, computed once.
+function place(piece, orientation, imageSize) {
+  const upright = piece.quad.map((p) => toUpright(p, orientation, imageSize));
+  const xs = upright.map((p) => p[0]), ys = upright.map((p) => p[1]);
+  return { piece, upright, box: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)] };
+}
+
+// line_merge._joinable: boxes too far apart are skipped, then the rule along the larger piece's line.
+function joinable(a, b, maxGap, minOverlap) {
+  const [[ax0, ay0, ax1, ay1], [bx0, by0, bx1, by1]] = [a.box, b.box];
+  const apart = Math.max(bx0 - ax1, ax0 - bx1, by0 - ay1, ay0 - by1);
+  const reach = maxGap * Math.max(Math.hypot(ax1 - ax0, ay1 - ay0), Math.hypot(bx1 - bx0, by1 - by0));
+  if (apart > reach) return false;
+  const angle = lineAngle(a.piece.area >= b.piece.area ? a.upright : b.upright);
+  return sameLine(boxAlong(a.upright, angle), boxAlong(b.upright, angle), maxGap, minOverlap);
+}
+
 // line_merge.merge_line_pieces
 export function mergeLinePieces(pieces, orientation, imageSize, maxGap, minOverlap) {
   if (!(maxGap > 0)) return pieces;
-  const merged = [...pieces];
-  const upright = (piece) => piece.quad.map((p) => toUpright(p, orientation, imageSize));
-  const joinable = (a, b) => {
-    const [ua, ub] = [upright(a), upright(b)];
-    const angle = lineAngle(a.area >= b.area ? ua : ub);
-    return sameLine(boxAlong(ua, angle), boxAlong(ub, angle), maxGap, minOverlap);
-  };
+  const placed = pieces.map((piece) => place(piece, orientation, imageSize));
   for (let joined = true; joined;) {
     joined = false;
-    for (let i = 0; i < merged.length && !joined; i++) {
-      for (let j = i + 1; j < merged.length; j++) {
-        if (joinable(merged[i], merged[j])) {
-          merged[i] = joinPieces(merged[i], merged[j]);
-          merged.splice(j, 1);
+    for (let i = 0; i < placed.length; i++) {
+      for (let j = i + 1; j < placed.length;) {
+        if (joinable(placed[i], placed[j], maxGap, minOverlap)) {
+          placed[i] = place(joinPieces(placed[i].piece, placed[j].piece), orientation, imageSize);
+          placed.splice(j, 1);
           joined = true;
-          break;
+          j = i + 1;
+        } else {
+          j++;
         }
       }
     }
   }
-  return merged;
+  return placed.map((entry) => entry.piece);
 }
 
 // detector.postprocess: maps of one page -> {orientation, detections: [{quad, polygon, kind, score}]}.
