@@ -171,6 +171,21 @@ function cross(o, a, b) {
   return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
 }
 
+// Andrew's monotone chain over points sorted by x then y: the convex hull without collinear points, clockwise
+// in y-up coordinates = counter-clockwise on screen, as OpenCV's.
+function monotoneChain(sorted) {
+  const half = (list) => {
+    const chain = [];
+    for (const p of list) {
+      while (chain.length >= 2 && cross(chain[chain.length - 2], chain[chain.length - 1], p) <= 0) chain.pop();
+      chain.push(p);
+    }
+    chain.pop();
+    return chain;
+  };
+  return [...half(sorted), ...half([...sorted].reverse())].reverse();
+}
+
 // Convex hull of a blob's pixel centres, as cv2.convexHull(clockwise=True) gives it for the blob's contour:
 // counter-clockwise on screen, no collinear points, starting at the top row's leftmost pixel (the contour's
 // first point). Returns map pixel coordinates.
@@ -189,16 +204,7 @@ function blobHull(labels, width, label, box) {
   const first = points[0];
   points.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   if (points.length < 3) return points.length === 2 && points[0][1] !== first[1] ? points.reverse() : points;
-  const half = (list) => {
-    const chain = [];
-    for (const p of list) {
-      while (chain.length >= 2 && cross(chain[chain.length - 2], chain[chain.length - 1], p) <= 0) chain.pop();
-      chain.push(p);
-    }
-    chain.pop();
-    return chain;
-  };
-  const hull = [...half(points), ...half([...points].reverse())].reverse(); // clockwise in y-up = ccw on screen
+  const hull = monotoneChain(points);
   const start = hull.findIndex((p) => p[0] === first[0] && p[1] === first[1]);
   return [...hull.slice(start), ...hull.slice(0, start)];
 }
@@ -351,17 +357,7 @@ export function orderQuad(quad, orientation) {
 // Convex hull (monotone chain) of float points, counter-clockwise on screen as OpenCV's; where it starts only
 // matters for rectangles of exactly equal area, whose corners come out the same after orderQuad.
 function convexHull(points) {
-  const sorted = [...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-  const half = (list) => {
-    const chain = [];
-    for (const p of list) {
-      while (chain.length >= 2 && cross(chain[chain.length - 2], chain[chain.length - 1], p) <= 0) chain.pop();
-      chain.push(p);
-    }
-    chain.pop();
-    return chain;
-  };
-  return [...half(sorted), ...half([...sorted].reverse())].reverse();
+  return monotoneChain([...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]));
 }
 
 // line_merge._line_angle: radians of the side nearest the upright horizontal, within a half turn.
