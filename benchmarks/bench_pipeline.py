@@ -4,6 +4,7 @@ real-photo check, and speed on a 12-MP photo with 5 formulas. Prints figures; it
     .venv/bin/python benchmarks/bench_pipeline.py                          # everything that is available
     .venv/bin/python benchmarks/bench_pipeline.py --pages work/det/val/manifest.jsonl --limit 100
     .venv/bin/python benchmarks/bench_pipeline.py --detector runs/x/export/detector --no-e2e --no-hme
+    .venv/bin/python benchmarks/bench_pipeline.py --param crop_margin_along=0 --param crop_margin_across=0
 
 Quality: a prediction is correct when matched one-to-one to a true region at polygon IoU >= 0.5; each page
 counts in the slice of every condition it shows. End to end (`susik.eval.detection`): e2e_recall = true
@@ -158,6 +159,7 @@ def main(
     limit: Annotated[int | None, typer.Option(help="score at most this many synthetic pages")] = None,
     hme: Annotated[Path, typer.Option(help="HME100K manifest")] = SHARED / "hme100k" / "train.jsonl",
     long_side: Annotated[int | None, typer.Option(help="override the detector's long side")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="override a detector param: NAME=VALUE (repeatable)")] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads per stage")] = 2,
     repeats: Annotated[int, typer.Option(help="timed runs of the 12-MP photo")] = 10,
     e2e: Annotated[bool, typer.Option(help="run the recognizer (end-to-end figures)")] = True,
@@ -166,8 +168,11 @@ def main(
     out: Annotated[Path | None, typer.Option(help="also write the figures to this JSON file")] = None,
 ) -> None:
     found = OnnxDetector.load(detector, threads)
+    overrides = dict(item.split("=", 1) for item in param or [])
     if long_side is not None:
-        found.params = DetectParams.model_validate({**found.params.model_dump(), "long_side": long_side})
+        overrides["long_side"] = str(long_side)
+    if overrides:
+        found.params = DetectParams.model_validate({**found.params.model_dump(), **overrides})
     report: dict = {"detector_params": found.params.model_dump()}
     pipeline = Pipeline(found, lambda crops: [Recognition("", 0.0) for _ in crops], DeskewOrienter())
     if e2e:

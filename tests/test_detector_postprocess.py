@@ -16,6 +16,7 @@ from susik.runtime.detector import (
     postprocess,
     shrink_distance,
     unclip_distance,
+    widen_quad,
 )
 from susik.runtime.orient import DeskewOrienter, order_quad, skew_angle, to_upright_points, upright_page
 
@@ -224,3 +225,21 @@ def test_the_handwritten_threshold_decides_the_kind():
     (default,) = postprocess(kernel, unsure, UPRIGHT, 0.5, (640, 400), PARAMS).detections
     (lowered,) = postprocess(kernel, unsure, UPRIGHT, 0.5, (640, 400), DetectParams(handwritten_threshold=0.3)).detections
     assert (default.kind, lowered.kind) == ("printed", "handwritten")
+
+
+def test_widen_quad_grows_along_the_line_and_across_it_in_line_heights_and_stays_in_the_image():
+    level = np.array([[100, 50], [300, 50], [300, 70], [100, 70]], float)  # 200 x 20: line height 20
+    assert np.allclose(widen_quad(level, 0.5, 0.25, (640, 480)), [[90, 45], [310, 45], [310, 75], [90, 75]])
+    assert np.allclose(widen_quad(level, 0.0, 0.0, (640, 480)), level)
+    upside_down = level[[2, 3, 0, 1]]  # the same line read on a page turned 180: its top-left is (300, 70)
+    assert np.allclose(widen_quad(upside_down, 0.5, 0.25, (640, 480)), [[310, 75], [90, 75], [90, 45], [310, 45]])
+    assert np.allclose(widen_quad(level, 10, 10, (320, 100)), [[0, 0], [319, 0], [319, 99], [0, 99]])
+
+
+def test_regions_carry_a_widened_crop_quad_when_the_params_ask_for_context():
+    kernel = _blob_map(slice(10, 15), slice(20, 60))
+    params = PARAMS.model_copy(update={"crop_margin_along": 0.5, "crop_margin_across": 0.25})
+    (tight,) = postprocess(kernel, np.zeros_like(kernel), UPRIGHT, 0.5, (640, 400), PARAMS).detections
+    (found,) = postprocess(kernel, np.zeros_like(kernel), UPRIGHT, 0.5, (640, 400), params).detections
+    assert found.quad == tight.quad and np.allclose(tight.crop_quad.points, tight.quad.points)
+    assert np.allclose(found.crop_quad.points, widen_quad(np.asarray(found.quad.points), 0.5, 0.25, (640, 400)))

@@ -144,6 +144,7 @@ def test_postprocess_finds_the_servers_regions(node, merge_gap):
         for detection, mine in zip(theirs.detections, ours["detections"], strict=True):  # reading order too
             # OpenCV's float32 box corners, emulated: equal or one float32 ulp apart
             assert np.abs(np.subtract(mine["quad"], detection.quad.points)).max() < 1e-3
+            assert np.abs(np.subtract(mine["cropQuad"], detection.crop_quad.points)).max() < 1e-3
             assert Polygon(mine["quad"]).is_valid
             assert (mine["kind"], mine["score"]) == (detection.kind, pytest.approx(detection.score, abs=1e-12))
             found += 1

@@ -56,3 +56,14 @@ def test_rectify_undoes_a_rotated_quad():
     crop = rectify(image, quad)
     assert crop.shape == (20, 100)
     assert crop.mean() < 30
+
+
+def test_the_recognizer_reads_the_crop_quad_while_the_region_keeps_the_detected_quad():
+    class ContextDetector:
+        def __call__(self, images):
+            tight, wide = ((20, 20), (60, 20), (60, 40), (20, 40)), ((10, 15), (70, 15), (70, 45), (10, 45))
+            return [PageDetections(0, (Detection(Quad(tight), tight, "handwritten", 0.9, Quad(wide)),))]
+
+    (page,) = Pipeline(ContextDetector(), WidthRecognizer())([np.zeros((100, 100), np.uint8)])
+    assert page.regions[0].latex == "60"  # the wide quad's width
+    assert page.regions[0].quad.points[0] == (20, 20)

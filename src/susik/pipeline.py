@@ -20,6 +20,7 @@ class Detection:
     polygon: tuple[tuple[float, float], ...]
     kind: Kind
     score: float
+    crop_quad: Quad | None = None  # the quad to cut for the recognizer, with context around `quad`; None: `quad`
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ class Pipeline:
         clock = _Clock()
         found = clock.time("detect", lambda: self.detector(images))
         crops = clock.time("rectify", lambda: [
-            rectify(image, detection.quad) for image, page in zip(images, found) for detection in page.detections
+            rectify(image, detection.crop_quad or detection.quad)
+            for image, page in zip(images, found) for detection in page.detections
         ])
         if self.orienter is not None:
             crops = clock.time("orient", lambda: self.orienter(crops))

@@ -186,8 +186,11 @@ def model_card(record: DetectorRecord) -> str:
          + (f"; turns below {params.min_orientation_confidence} confidence read as upright"
             if params.min_orientation_confidence > 0 else "")
          + (f"; pieces of one line joined across gaps up to {params.merge_gap} line heights when their heights "
-            f"overlap by {params.merge_overlap} of the shorter (`susik.runtime.line_merge`)." if params.merge_gap > 0
-            else ".")),
+            f"overlap by {params.merge_overlap} of the shorter (`susik.runtime.line_merge`)" if params.merge_gap > 0
+            else "")
+         + (f"; the recognizer's crop reaches {params.crop_margin_along} line heights past each end of a region "
+            f"and {params.crop_margin_across} above and below it." if params.crop_margin_along or
+            params.crop_margin_across else ".")),
         "",
         "## Training",
         (f"- Command: `{record.training.command}`; step {record.training.step}; held-out F1 "

@@ -63,6 +63,10 @@ class DetectParams(BaseModel):
     )
     merge_overlap: float = Field(0.5, gt=0, le=1, description="pieces share a line when their heights overlap "
                                  "by this share of the shorter one")
+    crop_margin_along: float = Field(0.0, ge=0, le=2, description="the recognizer's crop reaches this many line "
+                                     "heights past each end of a region: regions on real photos stop short of the "
+                                     "line's first and last strokes")
+    crop_margin_across: float = Field(0.0, ge=0, le=2, description="and this many line heights above and below it")
 
 
 # --- shrink / unclip geometry (training draws targets with `shrink_distance`; serving inverts it) -------
@@ -147,6 +151,22 @@ def normalise_padded(bgr: np.ndarray) -> np.ndarray:
     return tensor
 
 
+def widen_quad(quad: np.ndarray, along: float, across: float, image_size: tuple[int, int]) -> np.ndarray:
+    """A quad (clockwise from the formula's top-left) grown by `along` line heights past each end and `across`
+    line heights above and below, clipped to the image (w, h). The line height is the mean of the two sides."""
+    points = np.asarray(quad, dtype=np.float64)
+    reading = (points[1] - points[0] + points[2] - points[3]) / 2
+    downward = (points[3] - points[0] + points[2] - points[1]) / 2
+    line_height = float(np.hypot(*downward))
+    if line_height == 0 or not reading.any():
+        return points
+    reading = reading / float(np.hypot(*reading)) * along * line_height
+    downward = downward / line_height * across * line_height
+    signs = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
+    grown = points + signs[:, :1] * reading + signs[:, 1:] * downward
+    return np.clip(grown, 0, [image_size[0] - 1, image_size[1] - 1])
+
+
 def _to_original(points: np.ndarray, scale: float) -> np.ndarray:
     """Input-pixel coordinates -> original-image pixel coordinates (pixel centres at integers in both)."""
     return (points + 0.5) / scale - 0.5
@@ -188,14 +208,20 @@ def postprocess(
     detections = []
     for piece in pieces:
         ordered = order_quad(piece.quad, orientation)
+        crop = widen_quad(ordered, params.crop_margin_along, params.crop_margin_across, image_size)
         detections.append(Detection(
-            quad=Quad(tuple((float(px), float(py)) for px, py in ordered)),  # type: ignore[arg-type]
+            quad=_as_quad(ordered),
             polygon=tuple((float(px), float(py)) for px, py in _start_polygon_at(piece.polygon, ordered[0])),
             kind="handwritten" if piece.handwritten > params.handwritten_threshold else "printed",
             score=piece.score,
+            crop_quad=_as_quad(crop),
         ))
     detections.sort(key=lambda d: _reading_key(d.quad, orientation, image_size))
     return PageDetections(orientation, tuple(detections))
+
+
+def _as_quad(points: np.ndarray) -> Quad:
+    return Quad(tuple((float(px), float(py)) for px, py in points))  # type: ignore[arg-type]
 
 
 def _region(

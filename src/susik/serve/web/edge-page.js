@@ -435,7 +435,24 @@ export function mergeLinePieces(pieces, orientation, imageSize, maxGap, minOverl
   return placed.map((entry) => entry.piece);
 }
 
-// detector.postprocess: maps of one page -> {orientation, detections: [{quad, polygon, kind, score}]}.
+// detector.widen_quad: a quad (clockwise from the formula's top-left) grown by `along` line heights past each
+// end and `across` above and below, clipped to the image: the context the recognizer's crop takes.
+export function widenQuad(quad, along, across, imageSize) {
+  const half = (a, b, c, d) => [(b[0] - a[0] + c[0] - d[0]) / 2, (b[1] - a[1] + c[1] - d[1]) / 2];
+  const reading = half(quad[0], quad[1], quad[2], quad[3]);
+  const downward = half(quad[0], quad[3], quad[2], quad[1]);
+  const lineHeight = Math.hypot(downward[0], downward[1]);
+  if (lineHeight === 0 || (reading[0] === 0 && reading[1] === 0)) return quad.map((p) => [...p]);
+  const readingLength = Math.hypot(reading[0], reading[1]);
+  const along_ = reading.map((v) => (v / readingLength) * along * lineHeight);
+  const across_ = downward.map((v) => (v / lineHeight) * across * lineHeight);
+  const signs = [[-1, -1], [1, -1], [1, 1], [-1, 1]];
+  const limit = [imageSize[0] - 1, imageSize[1] - 1];
+  return quad.map((p, i) => [0, 1].map((k) =>
+    Math.min(Math.max(p[k] + signs[i][0] * along_[k] + signs[i][1] * across_[k], 0), limit[k])));
+}
+
+// detector.postprocess: maps of one page -> {orientation, detections: [{quad, polygon, kind, score, cropQuad}]}.
 // `maps` is the net's (1, 2, mapHeight, mapWidth) output; blobs are read in its valid top-left corner.
 export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, scale, imageSize, params) {
   let best = 0;
@@ -473,7 +490,9 @@ export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, 
   pieces = mergeLinePieces(pieces, orientation, imageSize, params.merge_gap ?? 0, params.merge_overlap ?? 0.5);
   const detections = pieces.map((piece) => {
     const ordered = orderQuad(piece.quad, orientation);
-    return { quad: ordered, polygon: ordered, kind: piece.handwritten > (params.handwritten_threshold ?? 0.5) ? "handwritten" : "printed", score: piece.score };
+    const cropQuad = widenQuad(ordered, params.crop_margin_along ?? 0, params.crop_margin_across ?? 0, imageSize);
+    const kind = piece.handwritten > (params.handwritten_threshold ?? 0.5) ? "handwritten" : "printed";
+    return { quad: ordered, polygon: ordered, kind, score: piece.score, cropQuad };
   });
   const key = (d) => {
     const [x, y] = toUpright(d.quad[0], orientation, imageSize);

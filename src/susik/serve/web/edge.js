@@ -144,7 +144,7 @@ export async function readPage(blob) {
   const found = geometry.postprocess(maps.data, maps.dims[2], maps.dims[3], valid, orientation.data, input.scale,
     [image.width, image.height], params);
   const detected = performance.now();
-  const crops = found.detections.map((detection) => geometry.rectify(image, detection.quad));
+  const crops = found.detections.map((detection) => geometry.rectify(image, detection.cropQuad));
   const rectified = performance.now();
   const upright = crops.map((crop) => geometry.deskew(crop));
   const oriented = performance.now();
