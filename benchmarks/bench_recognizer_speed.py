@@ -4,6 +4,8 @@ length, fp32 against the int8 bundle; plus training steps/s of a config. Prints 
     .venv/bin/python benchmarks/bench_recognizer_speed.py                    # bundled model, else random weights
     .venv/bin/python benchmarks/bench_recognizer_speed.py --model runs/rec/export/recognizer
     .venv/bin/python benchmarks/bench_recognizer_speed.py --train-config configs/recognizer_small.yaml
+    .venv/bin/python benchmarks/bench_recognizer_speed.py --model recognizer \
+        --crops work/recdata/synthetic_val/manifest.jsonl      # also real crops of <= 40 tokens, real decoding
 
 Every decode is forced to exactly `--tokens` steps (no early EOS), so the figure is the cost of a crop of
 that many tokens whatever the weights; a 256 px wide crop (a ~20-character formula at height 64) is used.
@@ -11,6 +13,9 @@ Without a bundled model, a random-weight model of the default architecture is ex
 The load average is printed: on a shared 2-core machine other jobs inflate wall times, so CPU time (all
 threads of this process) is printed beside them; with 1 thread it approximates the wall time on an idle core,
 and "CPU-bound" throughput = threads x crops per CPU-second is what idle cores would sustain.
+With `--crops`, the recognizer is also called as users call it (`recognizer([image])`: preprocessing, greedy
+decoding that stops at EOS) on the manifest's first `--crop-limit` crops whose reference has at most `--tokens`
+tokens: p50/p90 per crop at batch 1 and the throughput of batches of 16.
 """
 
 from __future__ import annotations
@@ -50,6 +55,37 @@ def _time(recognizer: OnnxRecognizer, batch_size: int, width: int, tokens: int, 
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     return statistics.median(wall), statistics.median(cpu)
+
+
+def _real_crops(recognizer: OnnxRecognizer, manifest: Path, max_tokens: int, limit: int) -> str:
+    """p50/p90 ms per crop alone and crops/s in batches of 16, on real crops of at most `max_tokens` tokens."""
+    import json
+
+    from susik.latex.tokenizer import tokenize
+    from susik.runtime.image_io import load_image
+
+    crops = []
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if len(tokenize(record["latex"])) <= max_tokens:
+            crops.append(load_image(manifest.parent / record["image"]))
+        if len(crops) == limit:
+            break
+    recognizer(crops[:4])  # warm-up
+    alone, alone_cpu = [], []
+    for crop in crops:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        recognizer([crop])
+        alone.append(time.perf_counter() - start)
+        alone_cpu.append(time.process_time() - start_cpu)
+    start = time.perf_counter()
+    for first in range(0, len(crops), 16):
+        recognizer(crops[first : first + 16])
+    rate = len(crops) / (time.perf_counter() - start)
+    p50, p90 = (1000 * float(np.percentile(alone, q)) for q in (50, 90))
+    p50_cpu = 1000 * float(np.median(alone_cpu))
+    return f"{len(crops)} real crops of <= {max_tokens} tokens: batch 1 p50 {p50:.1f} ms (CPU {p50_cpu:.1f}), " \
+           f"p90 {p90:.1f} ms; batches of 16: {rate:.1f} crops/s"
 
 
 def _random_bundle(folder: Path, encoder_quant: str) -> tuple[Path, Path, Path, Path]:
@@ -111,6 +147,8 @@ def main(
     encoder_quant: Annotated[str, typer.Option(help="random-weight bundle: none, dynamic or static")] = "static",
     train_config: Annotated[Path | None, typer.Option(help="also time training steps of this config")] = None,
     train_steps: Annotated[int, typer.Option(help="timed training steps")] = 5,
+    crops: Annotated[Path | None, typer.Option(help="also time real crops from this manifest")] = None,
+    crop_limit: Annotated[int, typer.Option(help="real crops to time")] = 200,
 ) -> None:
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as scratch:
@@ -150,6 +188,9 @@ def main(
                     line += (f"; batch {batch_size}: {batch_size / timed:5.1f} crops/s (CPU-bound "
                              f"{count * batch_size / timed_cpu:5.1f})")
                 print(line, flush=True)
+                if crops is not None:
+                    print(f"{'':<22} {'':>8}  threads {count}: "
+                          + _real_crops(recognizer, crops, tokens, crop_limit), flush=True)
     if train_config is not None:
         for count in (int(t) for t in threads.split(",")):
             _train_speed(train_config, train_steps, count)

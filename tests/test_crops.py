@@ -20,6 +20,7 @@ from susik.data.crops import (
     CropStream,
     FormulaItem,
     StreamSource,
+    plain_handwritten_label,
     restore_crohme,
     write_rendered,
     write_restored_crohme,
@@ -166,11 +167,22 @@ def test_restore_crohme_leaves_a_blank_canvas_alone():
     assert restore_crohme(blank) is blank
 
 
+@pytest.mark.parametrize("label,plain", [
+    (r"\mbox { n } ^ { 2 }", "n  ^ { 2 }"),
+    (r"\frac{\mbox{a}}{\mbox {erf}}", r"\frac{ a }{ erf }"),
+    (r"\mbox{}x", "x"),
+    (r"x \mbox{ {a} }", r"x \mbox{ {a} }"),  # a nested group is not MathBrush's habit: left as written
+    (r"\mathrm{cm}", r"\mathrm{cm}"),
+])
+def test_plain_handwritten_label_drops_mbox_wrappers(label, plain):
+    assert plain_handwritten_label(label) == plain
+
+
 def test_write_restored_crohme(tmp_path):
     source = tmp_path / "crohme"
     source.mkdir()
     cv2.imwrite(str(source / "a.png"), _letterboxed(200, 50))
-    records = [{"image": "a.png", "latex": "x^{2}", "source": "s", "license": "l"},
+    records = [{"image": "a.png", "latex": "x^{2} + \\mbox { y }", "source": "s", "license": "l"},
                {"image": "missing.png", "latex": "y", "source": "s", "license": "l"}]
     (source / "train.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     out = tmp_path / "out"
@@ -180,7 +192,7 @@ def test_write_restored_crohme(tmp_path):
     assert (stats.written, stats.failed) == (1, 1)
     (sample,) = read_manifest(out / "manifest.jsonl")
     assert not Path(sample.image).is_absolute()
-    assert (sample.latex, sample.source, sample.kind) == ("x^{2}", "crohme-train", "handwritten")
+    assert (sample.latex, sample.source, sample.kind) == ("x^{2} +  y", "crohme-train", "handwritten")
     assert cv2.imread(str(out / sample.image), cv2.IMREAD_GRAYSCALE).shape == (60, 210)
 
 
