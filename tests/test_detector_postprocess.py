@@ -12,6 +12,7 @@ from susik.runtime.detector import (
     DetectParams,
     detect_page,
     downscale,
+    input_scale,
     normalise_padded,
     postprocess,
     shrink_distance,
@@ -111,6 +112,25 @@ def test_detect_page_maps_back_to_a_large_original_and_ignores_padding():
     x = np.asarray(found.quad.points)[:, 0]
     # map cols 50..149 -> input x 100.5..298.5 (+/- unclip) -> original (x + 0.5) / 0.384 - 0.5
     assert 250 < x.min() < 262 and 775 < x.max() < 790
+
+
+def test_a_small_photo_is_enlarged_to_the_short_side_and_mapped_back():
+    image = np.full((20, 100), 255, np.uint8)  # a tight photo of one line: enlarged 3x to a short side of 60
+    params = PARAMS.model_copy(update={"min_short_side": 60})
+    assert input_scale(100, 20, 768, 60) == 3.0 and input_scale(100, 20, 768) == 1.0
+    assert input_scale(700, 20, 768, 60) == pytest.approx(768 / 700)  # the long side still caps it
+
+    def run(tensor):
+        assert tensor.shape == (1, 3, 64, 320)  # 60 x 300, padded to multiples of 32
+        maps = np.zeros((1, 2, 32, 160), np.float32)
+        maps[0, 0, 10:20, 10:140] = 0.9
+        return maps, UPRIGHT[None]
+
+    (found,) = detect_page(image, run, params).detections
+    points = np.asarray(found.quad.points)
+    # map cols 10..139 -> input x 20.5..278.5 (+ unclip) -> original (x + 0.5) / 3 - 0.5
+    assert 3 < points[:, 0].min() < 7 and 93 < points[:, 0].max() < 97
+    assert 2 < points[:, 1].min() < 7 and 13 < points[:, 1].max() < 18
 
 
 @pytest.mark.parametrize("source,size", [((1600, 1200), (200, 150)), ((1700, 1300), (300, 229)),

@@ -179,7 +179,9 @@ def model_card(record: DetectorRecord) -> str:
          "formula kernel, handwritten probability, page orientation (4-way, pooled deepest features)."),
         (f"- {record.parameters / 1e6:.2f} M parameters; quantisation: {record.quantization}; "
          f"{sum(e.bytes for e in record.files.values()) / 1e6:.2f} MB."),
-        f"- Input: the page downscaled to long side {params.long_side} (never upscaled), {record.input}.",
+        (f"- Input: the page downscaled to long side {params.long_side}"
+         + (f" (a photo with a short side under {params.min_short_side} px enlarged to it)" if params.min_short_side
+            else " (never upscaled)") + f", {record.input}."),
         (f"- Postprocessing: kernel > {params.kernel_threshold}, blobs with mean probability > "
          f"{params.box_threshold}, grown back by the exact inverse of the training shrink ({params.shrink}); "
          f"handwritten when the mean handwritten probability > {params.handwritten_threshold}"

@@ -1,7 +1,7 @@
 """The formula detector at serving time: ONNX Runtime, no torch.
 
-preprocess: any page -> BGR, downscaled (never upscaled) so its long side is at most `long_side`, padded to a
-multiple of 32. The net gives a shrunk-kernel probability map and a handwritten probability map at stride 2,
+preprocess: any page -> BGR, downscaled so its long side is at most `long_side` (or a tiny photo enlarged to
+`min_short_side`), padded to a multiple of 32. The net gives a shrunk-kernel probability map and a handwritten probability map at stride 2,
 and page-orientation probabilities. postprocess: threshold the kernel map, take connected components, score
 each by its mean probability, grow each kernel back by the inverse of the training shrink (exact for
 rectangles) into a quad (min-area rectangle) and a polygon (the blob's outline offset outwards), map both to
@@ -45,6 +45,9 @@ class DetectParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     long_side: int = Field(768, ge=64, description="detect on the page downscaled to this long side")
+    min_short_side: int = Field(0, ge=0, description="a smaller image is enlarged to this short side (within "
+                                "long_side): a tight photo of one line 20 px tall holds strokes too thin for the "
+                                "net's stride (0: never enlarge)")
     kernel_threshold: float = Field(0.4, gt=0, lt=1, description="kernel pixels are above this probability")
     box_threshold: float = Field(0.6, gt=0, lt=1, description="keep blobs whose mean probability is above")
     min_kernel_px: int = Field(3, ge=1, description="drop blobs smaller than this many map pixels")
@@ -114,13 +117,22 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def preprocess(image: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
+def input_scale(width: int, height: int, long_side: int, min_short_side: int = 0) -> float:
+    """original -> net input: down to `long_side`, or up to `min_short_side` (never past `long_side`)."""
+    fit = long_side / max(height, width)
+    return min(fit, max(1.0, min_short_side / min(height, width)))
+
+
+def preprocess(image: np.ndarray, long_side: int, min_short_side: int = 0) -> tuple[np.ndarray, float]:
     """(1, 3, H, W) float32 net input and the scale from original to input pixels."""
     bgr = to_bgr(image)
     height, width = bgr.shape[:2]
-    scale = min(1.0, long_side / max(height, width))
+    scale = input_scale(width, height, long_side, min_short_side)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if scale < 1.0:
-        bgr = downscale(bgr, (max(1, round(width * scale)), max(1, round(height * scale))))
+        bgr = downscale(bgr, size)
+    elif scale > 1.0:
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
     return normalise_padded(bgr), scale
 
 
@@ -276,7 +288,7 @@ Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # input -> (maps
 def detect_page(image: np.ndarray, run: Runner, params: DetectParams) -> PageDetections:
     """Preprocess, run the net (`run` returns probabilities), postprocess: one page."""
     height, width = image.shape[:2]
-    tensor, scale = preprocess(image, params.long_side)
+    tensor, scale = preprocess(image, params.long_side, params.min_short_side)
     maps, orientation = run(tensor)
     valid_h = -(-round(height * scale) // MAP_STRIDE)
     valid_w = -(-round(width * scale) // MAP_STRIDE)

@@ -110,14 +110,16 @@ function downscale(image, dw, dh) {
 }
 
 // detector.preprocess + detect_page's valid map size: the (1, 3, H, W) BGR input, normalised and padded with
-// zeros (mid grey) at the right and bottom to a multiple of 32.
-export function detectorInput(image, longSide) {
+// zeros (mid grey) at the right and bottom to a multiple of 32. A small image is enlarged (bilinear) to
+// `minShortSide` on its short side, never past `longSide` (detector.input_scale).
+export function detectorInput(image, longSide, minShortSide = 0) {
   const { width, height } = image;
-  const scale = Math.min(1, longSide / Math.max(height, width));
+  const fit = longSide / Math.max(height, width);
+  const scale = Math.min(fit, Math.max(1, minShortSide / Math.min(height, width)));
+  const [dw, dh] = [Math.max(1, roundHalfEven(width * scale)), Math.max(1, roundHalfEven(height * scale))];
   let resized = image;
-  if (scale < 1) {
-    resized = downscale(image, Math.max(1, roundHalfEven(width * scale)), Math.max(1, roundHalfEven(height * scale)));
-  }
+  if (scale < 1) resized = downscale(image, dw, dh);
+  else if (scale > 1) resized = resizeLinearRGBA(image, dw, dh);
   const h = Math.ceil(resized.height / STRIDE) * STRIDE, w = Math.ceil(resized.width / STRIDE) * STRIDE;
   const tensor = new Float32Array(3 * h * w);
   const { data } = resized;
