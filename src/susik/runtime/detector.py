@@ -1,12 +1,13 @@
 """The formula detector at serving time: ONNX Runtime, no torch.
 
 preprocess: any page -> BGR, downscaled so its long side is at most `long_side` (or a tiny photo enlarged to
-`min_short_side`), padded to a multiple of 32. The net gives a shrunk-kernel probability map and a handwritten probability map at stride 2,
-and page-orientation probabilities. postprocess: threshold the kernel map, take connected components, score
-each by its mean probability, grow each kernel back by the inverse of the training shrink (exact for
-rectangles) into a quad (min-area rectangle) and a polygon (the blob's outline offset outwards), map both to
-the ORIGINAL image's pixels, and order every quad clockwise from the formula's own top-left given the page
-orientation. All geometry here is pure numpy/OpenCV so training can evaluate with the same code.
+`min_short_side`), padded to a multiple of 32. The net gives a shrunk-kernel probability map and a handwritten
+probability map at stride 2, and page-orientation probabilities. postprocess: threshold the kernel map, take
+connected components, score each by its mean probability, grow each kernel back by the inverse of the training
+shrink (exact for rectangles) into a quad (min-area rectangle) and a polygon (the blob's outline offset
+outwards), map both to the ORIGINAL image's pixels, and order every quad clockwise from the formula's own top-
+left given the page orientation. All geometry here is pure numpy/OpenCV so training can evaluate with the same
+code.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ def widen_quad(quad: np.ndarray, along: float, across: float, image_size: tuple[
     if line_height == 0 or not reading.any():
         return points
     reading = reading / float(np.hypot(*reading)) * along * line_height
-    downward = downward / line_height * across * line_height
+    downward = downward * across
     signs = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
     grown = points + signs[:, :1] * reading + signs[:, 1:] * downward
     return np.clip(grown, 0, [image_size[0] - 1, image_size[1] - 1])

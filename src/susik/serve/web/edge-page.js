@@ -447,7 +447,7 @@ export function widenQuad(quad, along, across, imageSize) {
   if (lineHeight === 0 || (reading[0] === 0 && reading[1] === 0)) return quad.map((p) => [...p]);
   const readingLength = Math.hypot(reading[0], reading[1]);
   const along_ = reading.map((v) => (v / readingLength) * along * lineHeight);
-  const across_ = downward.map((v) => (v / lineHeight) * across * lineHeight);
+  const across_ = downward.map((v) => v * across);
   const signs = [[-1, -1], [1, -1], [1, 1], [-1, 1]];
   const limit = [imageSize[0] - 1, imageSize[1] - 1];
   return quad.map((p, i) => [0, 1].map((k) =>
