@@ -5,9 +5,9 @@ preprocess: any page -> BGR, downscaled so its long side is at most `long_side` 
 probability map at stride 2, and page-orientation probabilities. postprocess: threshold the kernel map, take
 connected components, score each by its mean probability, grow each kernel back by the inverse of the training
 shrink (exact for rectangles) into a quad (min-area rectangle) and a polygon (the blob's outline offset
-outwards), map both to the ORIGINAL image's pixels, and order every quad clockwise from the formula's own top-
-left given the page orientation. All geometry here is pure numpy/OpenCV so training can evaluate with the same
-code.
+outwards), map both to the ORIGINAL image's pixels, and order every quad clockwise from the formula's own
+top-left given the page orientation. All geometry here is pure numpy/OpenCV so training can evaluate with the
+same code.
 """
 
 from __future__ import annotations
