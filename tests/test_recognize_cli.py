@@ -126,6 +126,21 @@ def test_train_export_recognize_round_trip(tmp_path):
     assert recognized.exit_code == 0, recognized.output
     assert set(json.loads(recognized.stdout.splitlines()[-1])) == {"image", "latex", "confidence"}
 
+    # The bundle itself warm-starts the next run: no torch checkpoint of the first run is needed.
+    again = tmp_path / "runs" / "from_bundle"
+    warm = runner.invoke(app, ["train", "recognizer", "--config", str(config_path), "--out", str(again),
+                               "--init", str(folder)])
+    assert warm.exit_code == 0, warm.output
+    assert (again / "init_from_bundle.pt").is_file()
+    checkpoint = torch.load(again / "last.pt", weights_only=True)
+    assert checkpoint["step"] == 6 and checkpoint["command"].endswith(f"--init {folder}")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "record.json").write_text("{}")
+    refused = runner.invoke(app, ["train", "recognizer", "--config", str(config_path), "--out", str(tmp_path / "x"),
+                                  "--init", str(broken)])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+
 
 def test_train_and_export_fail_with_one_line_on_bad_input(tmp_path):
     bad = tmp_path / "bad.yaml"

@@ -146,6 +146,24 @@ def _scan_labels(manifests: Sequence[Path]) -> tuple[list[list[str]], list[dict[
                     for (m, s, lic), n in provenance.items()]
 
 
+def _checkpoint_from_bundle(folder: Path, out: Path, pairs: Sequence[tuple[np.ndarray, str]]) -> Path:
+    """`out/init_from_bundle.pt`, the bundle in `folder` rebuilt as a torch checkpoint (BatchNorm measured on
+    up to 64 of `pairs`); saved so the run and its resumes start from one file."""
+    import torch
+
+    from susik.models.from_bundle import BundleImportError, checkpoint_from_bundle
+
+    try:
+        checkpoint = checkpoint_from_bundle(folder, [image for image, _ in pairs[:64]])
+    except (BundleImportError, ModelNotFoundError, ValueError) as error:
+        _fail(f"--init {folder}: {error}")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "init_from_bundle.pt"
+    torch.save(checkpoint, path)
+    typer.echo(f"rebuilt {folder} (version {checkpoint['rebuilt_from']['version']}) as {path}")
+    return path
+
+
 def train_recognizer(
     config: Annotated[Path, typer.Option(help="training config YAML (configs/recognizer_*.yaml)")] = Path(
         "configs/recognizer_small.yaml"),
@@ -153,7 +171,8 @@ def train_recognizer(
         "runs/recognizer"),
     resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/last.pt after a kill")] = False,
     init: Annotated[Path | None, typer.Option(
-        help="warm-start a fresh run from this checkpoint's weights and vocabulary (new schedule)")] = None,
+        help="warm-start a fresh run from this checkpoint's weights and vocabulary (new schedule), or from a "
+        "bundled model folder (models/recognizer): its int8 ONNX rebuilt into torch weights")] = None,
 ) -> None:
     """Train the recognizer on the crop manifests of a config; evaluates and checkpoints as it goes."""
     import torch
@@ -192,10 +211,12 @@ def train_recognizer(
     def source(seed: int, worker: int, workers: int) -> CropStream:
         return CropStream(sources, seed=seed, worker=worker, workers=workers)
 
-    if init is not None and not init.is_file():
-        _fail(f"--init: no checkpoint at {init}")
     command = shlex.join(["susik", "train", "recognizer", "--config", str(config), "--out", str(out),
                           *(["--init", str(init)] if init is not None else [])])
+    if init is not None and init.is_dir() and not resume:
+        init = _checkpoint_from_bundle(init, out, validation or _validation_pairs(manifests[0], 64))
+    elif init is not None and not init.is_file() and not resume:
+        _fail(f"--init: no checkpoint at {init}")
     with _progress("train recognizer") as progress:
         task = progress.add_task("train", total=settings.steps, status="")
 
