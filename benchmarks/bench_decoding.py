@@ -40,7 +40,8 @@ def _crops(manifest: Path, limit: int, crohme: bool) -> tuple[list[np.ndarray], 
     return images, references
 
 
-def _timed(recognizer: OnnxRecognizer, images: list[np.ndarray], beam: int, batch: int) -> tuple[list, list[float]]:
+def _timed(recognizer: OnnxRecognizer, images: list[np.ndarray], beam: int, batch: int,
+           ) -> tuple[list, list[float]]:
     """Recognitions and the seconds each crop took (its batch's time shared evenly)."""
     results, seconds = [], []
     for start in range(0, len(images), batch):
@@ -88,8 +89,8 @@ def main(
             row(f"rescue < {cut}", [g.confidence < cut for g in greedy])
         chosen = [b.latex for b in beamed]
         metrics = aggregate([score_sample(p, ref) for p, ref in zip(chosen, references)])
-        table.add_row(f"beam {beam}", "100%", f"{metrics.exp_rate:.1%}", f"{metrics.le1:.1%}", f"{metrics.cer:.3f}",
-                      f"{1000 * sum(beam_s) / len(images):.1f}")
+        table.add_row(f"beam {beam}", "100%", f"{metrics.exp_rate:.1%}", f"{metrics.le1:.1%}",
+                      f"{metrics.cer:.3f}", f"{1000 * sum(beam_s) / len(images):.1f}")
         console.print(table)
     console.print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

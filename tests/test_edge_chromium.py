@@ -161,10 +161,10 @@ def iou(a: list[list[float]], b: list[list[float]]) -> float:
 def alone(recognizer: OnnxRecognizer, png: bytes) -> list[str]:
     """The server's page pipeline, each crop read alone as the browser does: the server reads a page's crops as
     one padded batch, and a random-weight model's near-ties can tip either way in a batch. Its own quads, not the
-    response's (rounded to 0.01 px, enough to change a crop)."""
+    response's (rounded to 0.01 px, enough to change a crop), with the context the server's crops take."""
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     detections = OnnxDetector.load(threads=1)([image])[0].detections
-    crops = DeskewOrienter()([rectify(image, detection.quad) for detection in detections])
+    crops = DeskewOrienter()([rectify(image, detection.crop_quad or detection.quad) for detection in detections])
     return [recognizer([crop])[0].latex for crop in crops]
 
 

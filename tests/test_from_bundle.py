@@ -49,15 +49,18 @@ def test_folded_weights_match_the_exported_model(exported):
     _, _, state, _ = folded_state(fp32_bundle)
     reference = fold_batchnorm(copy.deepcopy(model)).state_dict()
     # fp32 parts come back exactly: the folded convolutions, embeddings, norms and every bias.
-    for name in ("encoder.stem.0.weight", "encoder.stem.0.bias", "decoder.embed.weight", "decoder.norm.weight",
-                 "decoder.head.bias", "decoder.layers.0.cross_attn.kv.weight"):
+    for name in ("encoder.stem.0.weight", "encoder.stem.0.bias", "decoder.embed.weight",
+                 "decoder.norm.weight", "decoder.head.bias", "decoder.layers.0.cross_attn.kv.weight"):
         assert np.allclose(state[name], reference[name].numpy(), atol=1e-6), name
-    # int8 MatMul weights (the decoder is always dynamic int8) come back within one quantisation step.
-    for name in ("decoder.layers.0.self_attn.qkv.weight", "decoder.layers.0.ffn.0.weight", "decoder.head.weight"):
+    # int8 MatMul weights (the decoder is always dynamic int8) come back within half a quantisation step:
+    # per output channel, 7-bit weights put the largest magnitude at 63 steps.
+    for name in ("decoder.layers.0.self_attn.qkv.weight", "decoder.layers.0.ffn.0.weight",
+                 "decoder.head.weight", "decoder.layers.0.ffn.2.weight"):
         original = reference[name].numpy()
-        step = np.abs(original).max(axis=1, keepdims=True) / 63  # 7-bit weights: 63 steps each side
+        step = np.abs(original).max(axis=1, keepdims=True) / 63
         assert state[name].shape == original.shape
         assert (np.abs(state[name] - original) <= step * 0.51 + 1e-7).all(), name
+        assert not np.array_equal(state[name], original)  # dequantised, not copied from somewhere
 
 
 def test_rebuilt_model_computes_the_bundles_function(exported):

@@ -21,6 +21,7 @@ from susik.runtime.decoding import (
     Hypothesis,
     beam_search,
     greedy,
+    greedy_with_rescue,
     is_looping,
     max_length,
     sequence_confidence,
@@ -278,6 +279,38 @@ def test_beam_search_finds_the_better_sequence_greedy_misses():
     assert beam_pick.tokens == (5,) and beam_pick.stop == "eos"
 
 
+def test_rescue_rereads_only_unsure_greedy_readings_with_beam_search():
+    # Row kind rides in the cross bias: kind 0 is read surely (6, EOS); kind 1 is the trap of the beam test.
+    batches: list[int] = []
+
+    def step(tokens, position, cross_bias, past, cross):
+        batches.append(tokens.shape[0])
+        rows = []
+        for token, kind in zip(tokens[:, 0], cross_bias[:, 0]):
+            if kind == 0:
+                rows.append(np.log(_one_hot(6 if int(position[0]) == 0 else 2, 0.99) + 1e-9))
+            elif int(position[0]) == 0:
+                rows.append(np.log([1e-9, 1e-9, 1e-9, 1e-9, 0.6, 0.4, 1e-9, 1e-9]))
+            elif token == 4:
+                rows.append(np.log([1e-9, 1e-9, 0.3, 1e-9, 1e-9, 1e-9, 0.35, 0.35]))
+            else:
+                rows.append(np.log([1e-9, 1e-9, 0.99, 1e-9, 1e-9, 1e-9, 0.005, 0.005]))
+        return np.array(rows, np.float32), _grown(past)
+
+    cross, _ = _memory(2)
+    bias = np.array([[0, 0, 0], [1, 0, 0]], np.float32)
+    plain = greedy(step, _empty, cross, bias, [4, 4], 1, 2, DecodeConfig())
+    assert [h.tokens[0] for h in plain] == [6, 4]
+    batches.clear()
+    config = DecodeConfig(rescue_below=0.9, rescue_beam=3)
+    sure, rescued = greedy_with_rescue(step, _empty, cross, bias, [4, 4], 1, 2, config)
+    assert sure == plain[0]  # confident: greedy's reading, not re-read
+    assert rescued.tokens == (5,) and rescued.stop == "eos"
+    assert batches[:3] == [2, 2, 1] and set(batches[3:]) == {3}  # then beam on the unsure crop's 3 beams only
+    never = greedy_with_rescue(step, _empty, cross, bias, [4, 4], 1, 2, DecodeConfig())
+    assert never == plain
+
+
 @pytest.mark.parametrize(
     "tokens, looping",
     [
@@ -369,8 +402,11 @@ def test_recognizer_returns_one_result_per_crop_in_order(tiny_bundle):
     results = recognizer([crops[0], blank, *crops[1:]])
     assert len(results) == 6 and all(isinstance(r, Recognition) for r in results)
     assert results[1] == Recognition("", 0.0)
-    one_by_one = [recognizer([crop])[0] for crop in crops]
-    assert [r.latex for r in results[:1] + results[2:]] == [r.latex for r in one_by_one]
+    # The same crops in reverse order form the same batches (the predictor sorts by width), so each reading
+    # must come back at its crop's place. (Read one by one they may differ: the dynamic-int8 decoder scales
+    # its activations per batch; 10% of the bundled model's readings of 60 held-out crops change with that.)
+    backwards = recognizer([*reversed(crops[1:]), blank, crops[0]])
+    assert backwards[::-1] == results
     assert all(0.0 <= r.confidence <= 1.0 for r in results)
     beamed = recognizer(crops[:2], beam=3)
     assert len(beamed) == 2

@@ -30,6 +30,7 @@ from susik.models.registry import load_record
 from susik.runtime.preprocess import pad_batch, preprocess
 
 _PREFIX = "model."  # the export wraps the Recognizer as `self.model`
+_PASS_THROUGH = ("Mul", "Cast", "QuantizeLinear", "DequantizeLinear")  # between a MatMul and its bias Add
 
 
 class BundleImportError(ValueError):
@@ -46,8 +47,10 @@ def _dequantised(initializers: dict[str, np.ndarray], base: str) -> np.ndarray:
     quantized = initializers.get(f"{base}_quantized")
     if quantized is None:
         raise BundleImportError(f"no initializer {base} (or {base}_quantized) in the bundle")
-    scale = initializers[f"{base}_quantized_scale" if f"{base}_quantized_scale" in initializers else f"{base}_scale"]
-    zero = initializers.get(f"{base}_quantized_zero_point", initializers.get(f"{base}_zero_point"))
+    # Weights keep `base_scale`; a static graph's int32 biases are `base_quantized` with `base_quantized_scale`.
+    suffix = "_quantized_" if f"{base}_quantized_scale" in initializers else "_"
+    scale = initializers[f"{base}{suffix}scale"]
+    zero = initializers.get(f"{base}{suffix}zero_point")
     zero = np.zeros_like(scale) if zero is None else zero
     axis = 1 if quantized.ndim == 2 else 0
     shape = [1] * quantized.ndim
@@ -62,9 +65,9 @@ def _matmul_weights(graph: onnx.GraphProto, initializers: dict[str, np.ndarray])
     """torch `Linear` weights (out, in) by module name, found through the bias each one's MatMul feeds.
 
     The exporter names a Linear's transposed weight `onnx::MatMul_N`, but keeps the bias's torch name: walk
-    up from the `Add` of `model.<module>.bias` through the dequantising Mul/Cast of a dynamic-int8 graph (or the
-    activation's Quantize/DequantizeLinear pair of a static one) to
-    the MatMul (or MatMulInteger) and take its weight input (through its DequantizeLinear in a QDQ graph)."""
+    up from the `Add` of `model.<module>.bias` through the dequantising Mul/Cast of a dynamic-int8 graph (or
+    the activation's Quantize/DequantizeLinear pair of a static one) to the MatMul (or MatMulInteger) and
+    take its weight input (through its DequantizeLinear in a QDQ graph)."""
     producer = {output: node for node in graph.node for output in node.output}
     weights: dict[str, np.ndarray] = {}
     for node in graph.node:
@@ -73,7 +76,7 @@ def _matmul_weights(graph: onnx.GraphProto, initializers: dict[str, np.ndarray])
             continue
         module = biases[0][len(_PREFIX) :].removesuffix(".bias")
         current = next((producer[name] for name in node.input if name in producer), None)
-        while current is not None and current.op_type in ("Mul", "Cast", "QuantizeLinear", "DequantizeLinear"):
+        while current is not None and current.op_type in _PASS_THROUGH:
             inputs = current.input[:1] if current.op_type.endswith("QuantizeLinear") else current.input
             current = next((producer[name] for name in inputs if name in producer
                             and producer[name].op_type != "DynamicQuantizeLinear"), None)
@@ -83,7 +86,8 @@ def _matmul_weights(graph: onnx.GraphProto, initializers: dict[str, np.ndarray])
         dequantize = producer.get(weight)
         if dequantize is not None and dequantize.op_type == "DequantizeLinear":  # a static (QDQ) graph
             weight = dequantize.input[0]
-        weights[f"{module}.weight"] = np.ascontiguousarray(_dequantised(initializers, weight.removesuffix("_quantized")).T)
+        matrix = _dequantised(initializers, weight.removesuffix("_quantized"))  # (in, out)
+        weights[f"{module}.weight"] = np.ascontiguousarray(matrix.T)
     return weights
 
 
@@ -129,10 +133,12 @@ def _load_folded(model: Recognizer, state: dict[str, np.ndarray]) -> None:
             loaded[name] = torch.from_numpy(value)
     missing = [name for name in target if name not in loaded and not name.endswith("num_batches_tracked")]
     if missing:
-        raise BundleImportError(f"the bundle lacks {len(missing)} weights the model needs, e.g. {missing[:3]}")
+        raise BundleImportError(f"the bundle lacks {len(missing)} weights the model needs, e.g. {missing[:3]}; "
+                                "was it exported from another architecture?")
     for name, value in loaded.items():
         if tuple(value.shape) != tuple(target[name].shape):
-            raise BundleImportError(f"{name}: bundle shape {tuple(value.shape)} != model {tuple(target[name].shape)}")
+            raise BundleImportError(f"{name}: shape {tuple(value.shape)} in the bundle, "
+                                    f"{tuple(target[name].shape)} in the model")
     model.load_state_dict(loaded, strict=False)
 
 
@@ -141,13 +147,16 @@ def _calibrate_batchnorm(model: Recognizer, crops: Sequence[np.ndarray], batch_s
     """Give each rebuilt BatchNorm the per-channel mean and variance of its convolution's output on `crops`,
     keeping the function: gamma = sqrt(var + eps) and beta = mean + fused bias undo the normalisation."""
     config = model.config.preprocess
-    sums: dict[str, list[Tensor]] = {}
+    conv_bns = _conv_bns(model)
+    # Per ConvBN: the sum and the sum of squares of each channel of its conv's output, and their count.
+    sums = {name: torch.zeros(2, conv_bn[0].out_channels, dtype=torch.float64) for name, conv_bn in conv_bns.items()}
+    counts = dict.fromkeys(conv_bns, 0)
     hooks = []
-    for name, conv_bn in _conv_bns(model).items():
+    for name, conv_bn in conv_bns.items():
         def record(_: nn.Module, __: Any, output: Tensor, name: str = name) -> None:
             flat = output.double().transpose(0, 1).flatten(1)  # (C, B*H*W)
-            totals = sums.setdefault(name, [torch.zeros(flat.shape[0], dtype=torch.float64)] * 2 + [0])
-            sums[name] = [totals[0] + flat.sum(1), totals[1] + (flat * flat).sum(1), totals[2] + flat.shape[1]]
+            sums[name] += torch.stack([flat.sum(1), (flat * flat).sum(1)])
+            counts[name] += flat.shape[1]
         hooks.append(conv_bn[0].register_forward_hook(record))
     model.eval()
     prepared = sorted((preprocess(crop, config) for crop in crops), key=lambda image: image.shape[1])
@@ -159,10 +168,9 @@ def _calibrate_batchnorm(model: Recognizer, crops: Sequence[np.ndarray], batch_s
     finally:
         for hook in hooks:
             hook.remove()
-    for name, conv_bn in _conv_bns(model).items():
-        total, squares, count = sums[name]
-        mean = total / count
-        var = torch.clamp(squares / count - mean * mean, min=1e-6)
+    for name, conv_bn in conv_bns.items():
+        mean, mean_square = sums[name] / counts[name]
+        var = torch.clamp(mean_square - mean * mean, min=1e-6)
         norm = conv_bn[1]
         norm.bias.copy_((mean + norm.bias.double()).float())
         norm.weight.copy_(torch.sqrt(var + norm.eps).float())

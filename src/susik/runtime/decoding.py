@@ -39,6 +39,11 @@ class DecodeConfig(BaseModel):
     repeat_span: int = Field(24, ge=4, description="a unit repeated to cover this many tokens is a loop")
     repeat_max_period: int = Field(8, ge=1, description="longest repeating unit the detector looks for")
     repeat_min_count: int = Field(3, ge=2, description="fewest repeats of a unit that can count as a loop")
+    rescue_below: float = Field(
+        0.0, ge=0, le=1, description="greedy only: readings less confident than this are read again with beam "
+        "search of width `rescue_beam` (0 = never); most crops pay greedy's cost, the unsure ones the beam's"
+    )
+    rescue_beam: int = Field(3, ge=2, le=16, description="beam width of a rescue")
     confidence: Confidence = Field(
         "geomean", description="per-token probabilities -> one score; geomean ranked errors best so far (see "
         "sequence_confidence); training logs the AUROC of both on real validation data"
@@ -152,6 +157,31 @@ def greedy(
             past, cross = _rows(past, rows), _rows(cross, rows)
         current = choice[:, None].astype(np.int64)
     return [Hypothesis(tuple(t), tuple(p), s or "length") for t, p, s in zip(tokens, probs, stops)]
+
+
+def greedy_with_rescue(
+    step: StepFn,
+    empty_cache: EmptyCache,
+    cross: Cache,
+    cross_bias: np.ndarray,
+    max_lens: Sequence[int],
+    bos: int,
+    eos: int,
+    config: DecodeConfig,
+    banned: Sequence[int] = (),
+) -> list[Hypothesis]:
+    """Greedy decoding, then beam search (width `config.rescue_beam`) for the crops whose greedy confidence is
+    below `config.rescue_below`; their beam reading replaces the greedy one."""
+    found = greedy(step, empty_cache, cross, cross_bias, max_lens, bos, eos, config, banned)
+    unsure = [i for i, h in enumerate(found) if sequence_confidence(h, config.confidence) < config.rescue_below]
+    if unsure:
+        rows = np.array(unsure, dtype=np.int64)
+        wide = config.model_copy(update={"beam": config.rescue_beam})
+        lengths = [max_lens[i] for i in unsure]
+        again = beam_search(step, empty_cache, _rows(cross, rows), cross_bias[rows], lengths, bos, eos, wide, banned)
+        for index, hypothesis in zip(unsure, again):
+            found[index] = hypothesis
+    return found
 
 
 @dataclass

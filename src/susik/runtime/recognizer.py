@@ -24,6 +24,7 @@ from susik.runtime.decoding import (
     Hypothesis,
     beam_search,
     greedy,
+    greedy_with_rescue,
     max_length,
     sequence_confidence,
 )
@@ -140,7 +141,10 @@ class OnnxRecognizer:
         cross, bias = self.encode(batch, widths)
         max_lens = [max_length(int(w), self.decode) for w in widths]
         config = self.decode if beam is None else self.decode.model_copy(update={"beam": beam})
-        search = greedy if config.beam == 1 else beam_search
+        if config.beam > 1:
+            search = beam_search
+        else:
+            search = greedy_with_rescue if config.rescue_below > 0 else greedy
         vocab = self.vocab
         return search(self.step, self.empty_cache, cross, bias, max_lens, vocab.bos_id, vocab.eos_id, config,
                       banned=(vocab.pad_id, vocab.bos_id))
