@@ -52,11 +52,9 @@ def _dequantised(initializers: dict[str, np.ndarray], base: str) -> np.ndarray:
     scale = initializers[f"{base}{suffix}scale"]
     zero = initializers.get(f"{base}{suffix}zero_point")
     zero = np.zeros_like(scale) if zero is None else zero
-    axis = 1 if quantized.ndim == 2 else 0
     shape = [1] * quantized.ndim
-    shape[axis] = -1
-    if scale.size == 1:
-        shape = [1] * quantized.ndim
+    if scale.size > 1:  # per channel, else per tensor
+        shape[1 if quantized.ndim == 2 else 0] = -1
     values = (quantized.astype(np.float32) - zero.astype(np.float32).reshape(shape)) * scale.reshape(shape)
     return values.astype(np.float32)
 
@@ -105,11 +103,10 @@ def folded_state(folder: Path) -> tuple[RecognizerConfig, Vocabulary, dict[str, 
         initializers |= {node.output[0]: initializers[node.input[0]] for node in graph.node
                          if node.op_type == "Identity" and node.input[0] in initializers}
         state.update(_matmul_weights(graph, initializers))
-        bases = {name.removesuffix("_quantized") for name in initializers if name.endswith("_quantized")}
-        bases |= {name for name in initializers if name.startswith(_PREFIX)}
-        for base in bases:
-            if base.startswith(_PREFIX) and not base.endswith(("_scale", "_zero_point")):
-                state[base[len(_PREFIX) :]] = _dequantised(initializers, base)
+        # Named weights: as stored (`model.x`) or quantised (`model.x_quantized` + its scale and zero point).
+        named = {name.removesuffix("_quantized") for name in initializers if name.startswith(_PREFIX)
+                 and not name.endswith(("_scale", "_zero_point"))}
+        state.update({name[len(_PREFIX) :]: _dequantised(initializers, name) for name in named})
     return config, vocab, state, record.model_dump(mode="json")
 
 
