@@ -72,6 +72,25 @@ def test_recognize_prints_a_table_without_json(tiny_bundle, tmp_path):
     assert "crop.png" in result.stdout and "confidence" in result.stdout
 
 
+def test_rescue_below_one_rereads_every_crop_with_beam_search(tiny_bundle, tmp_path):
+    rng = np.random.default_rng(4)
+    paths = []
+    for index in range(4):
+        paths.append(tmp_path / f"{index}.png")
+        cv2.imwrite(str(paths[-1]), draw_crop(random_text(rng)))
+
+    def read(*options: str) -> list[str]:
+        result = runner.invoke(app, ["recognize", *map(str, paths), "--json", "--model", str(tiny_bundle),
+                                     "--threads", "1", *options])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["latex"] for line in result.stdout.splitlines() if line.startswith("{")]
+
+    greedy, beamed = read(), read("--beam", "3")
+    assert greedy != beamed  # the tiny model's beam reads some crops otherwise: the check has teeth
+    assert read("--rescue-below", "1") == beamed  # no greedy reading is fully sure: all are read again
+    assert read("--rescue-below", "0") == greedy
+
+
 def test_recognize_without_a_model_fails_with_one_clear_line(tmp_path):
     path = tmp_path / "crop.png"
     cv2.imwrite(str(path), draw_crop("1"))

@@ -77,6 +77,9 @@ def recognize(
     json_lines: Annotated[bool, typer.Option("--json", help='one JSON line per image: {"image","latex","confidence"}')] = False,
     model: Annotated[str, typer.Option(help="bundled model name, model folder or record.json")] = "recognizer",
     beam: Annotated[int, typer.Option(min=1, max=16, help="beam width; 1 = greedy (fastest)")] = 1,
+    rescue_below: Annotated[float, typer.Option(min=0, max=1, help=(
+        "greedy only: read again with beam search (width 3) the crops whose confidence is below this; "
+        "0 = never (see benchmarks/bench_decoding.py)"))] = 0.0,
     threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads (default: all cores)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops decoded together")] = 16,
 ) -> None:
@@ -87,6 +90,8 @@ def recognize(
         recognizer: OnnxRecognizer = OnnxRecognizer.load(model, threads=threads)
     except (ModelNotFoundError, IntegrityError) as error:
         _fail(str(error))
+    if rescue_below > 0:
+        recognizer.decode = recognizer.decode.model_copy(update={"rescue_below": rescue_below})
     table = Table()
     for column in ("image", "latex", "confidence"):
         table.add_column(column, overflow="fold")  # wrap long paths and formulas, never cut them
