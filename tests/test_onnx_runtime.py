@@ -260,17 +260,19 @@ def test_greedy_lets_short_outputs_leave_the_batch():
     assert [len(h.tokens) for h in hypotheses] == [2, 3]
 
 
+def _greedy_trap(position: int, token: int) -> np.ndarray:
+    """Log-probabilities of a crop that fools greedy: step 0 gives token 4 (p 0.6) or 5 (p 0.4); after 4 the
+    model is unsure, after 5 it is sure of EOS, so 5 EOS is the likelier sequence."""
+    if position == 0:
+        return np.log([1e-9, 1e-9, 1e-9, 1e-9, 0.6, 0.4, 1e-9, 1e-9])
+    if token == 4:
+        return np.log([1e-9, 1e-9, 0.3, 1e-9, 1e-9, 1e-9, 0.35, 0.35])
+    return np.log([1e-9, 1e-9, 0.99, 1e-9, 1e-9, 1e-9, 0.005, 0.005])
+
+
 def test_beam_search_finds_the_better_sequence_greedy_misses():
-    # Step 0: token 4 (p~0.6) or 5 (p~0.4). After 4 the model is unsure; after 5 it is sure of EOS.
     def step(tokens, position, cross_bias, past, cross):
-        rows = []
-        for token in tokens[:, 0]:
-            if int(position[0]) == 0:
-                rows.append(np.log([1e-9, 1e-9, 1e-9, 1e-9, 0.6, 0.4, 1e-9, 1e-9]))
-            elif token == 4:
-                rows.append(np.log([1e-9, 1e-9, 0.3, 1e-9, 1e-9, 1e-9, 0.35, 0.35]))
-            else:
-                rows.append(np.log([1e-9, 1e-9, 0.99, 1e-9, 1e-9, 1e-9, 0.005, 0.005]))
+        rows = [_greedy_trap(int(position[0]), token) for token in tokens[:, 0]]
         return np.array(rows, np.float32), _grown(past)
 
     [greedy_pick] = greedy(step, _empty, *_memory(1), [4], 1, 2, DecodeConfig())
@@ -280,7 +282,7 @@ def test_beam_search_finds_the_better_sequence_greedy_misses():
 
 
 def test_rescue_rereads_only_unsure_greedy_readings_with_beam_search():
-    # Row kind rides in the cross bias: kind 0 is read surely (6, EOS); kind 1 is the trap of the beam test.
+    # Row kind rides in the cross bias: kind 0 is read surely (6, EOS); kind 1 is the greedy trap.
     batches: list[int] = []
 
     def step(tokens, position, cross_bias, past, cross):
@@ -289,12 +291,8 @@ def test_rescue_rereads_only_unsure_greedy_readings_with_beam_search():
         for token, kind in zip(tokens[:, 0], cross_bias[:, 0]):
             if kind == 0:
                 rows.append(np.log(_one_hot(6 if int(position[0]) == 0 else 2, 0.99) + 1e-9))
-            elif int(position[0]) == 0:
-                rows.append(np.log([1e-9, 1e-9, 1e-9, 1e-9, 0.6, 0.4, 1e-9, 1e-9]))
-            elif token == 4:
-                rows.append(np.log([1e-9, 1e-9, 0.3, 1e-9, 1e-9, 1e-9, 0.35, 0.35]))
             else:
-                rows.append(np.log([1e-9, 1e-9, 0.99, 1e-9, 1e-9, 1e-9, 0.005, 0.005]))
+                rows.append(_greedy_trap(int(position[0]), token))
         return np.array(rows, np.float32), _grown(past)
 
     cross, _ = _memory(2)
