@@ -41,7 +41,8 @@ class DecodeConfig(BaseModel):
     repeat_min_count: int = Field(3, ge=2, description="fewest repeats of a unit that can count as a loop")
     rescue_below: float = Field(
         0.0, ge=0, le=1, description="greedy only: readings less confident than this are read again with beam "
-        "search of width `rescue_beam` (0 = never); most crops pay greedy's cost, the unsure ones the beam's"
+        "search of width `rescue_beam` (0 = never); most crops pay greedy's cost, the unsure ones the beam's. "
+        "The in-browser reader (edge.js) always decodes greedily"
     )
     rescue_beam: int = Field(3, ge=2, le=16, description="beam width of a rescue")
     confidence: Confidence = Field(
