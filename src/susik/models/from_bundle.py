@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from susik.latex import Vocabulary
 from susik.models.recognizer import ConvBN, Recognizer, RecognizerConfig
-from susik.models.registry import load_record
+from susik.models.registry import ModelRecord, load_record
 from susik.runtime.preprocess import pad_batch, preprocess
 
 _PREFIX = "model."  # the export wraps the Recognizer as `self.model`
@@ -89,8 +89,8 @@ def _matmul_weights(graph: onnx.GraphProto, initializers: dict[str, np.ndarray])
     return weights
 
 
-def folded_state(folder: Path) -> tuple[RecognizerConfig, Vocabulary, dict[str, np.ndarray], dict[str, Any]]:
-    """The bundle's architecture, vocabulary, record (as a dict) and float weights under torch names, with
+def folded_state(folder: Path) -> tuple[RecognizerConfig, Vocabulary, dict[str, np.ndarray], ModelRecord]:
+    """The bundle's architecture, vocabulary, record and float weights under torch names, with
     BatchNorm still folded into the convolutions (`<conv>.weight` and `<conv>.bias` of each ConvBN's conv)."""
     record = load_record(folder)
     config = RecognizerConfig.model_validate(record.architecture)
@@ -107,7 +107,7 @@ def folded_state(folder: Path) -> tuple[RecognizerConfig, Vocabulary, dict[str, 
         named = {name.removesuffix("_quantized") for name in initializers if name.startswith(_PREFIX)
                  and not name.endswith(("_scale", "_zero_point"))}
         state.update({name[len(_PREFIX) :]: _dequantised(initializers, name) for name in named})
-    return config, vocab, state, record.model_dump(mode="json")
+    return config, vocab, state, record
 
 
 def _conv_bns(model: nn.Module) -> dict[str, ConvBN]:
@@ -187,17 +187,16 @@ def checkpoint_from_bundle(folder: Path, calibration: Sequence[np.ndarray]) -> d
     model = Recognizer(config)
     _load_folded(model, state)
     _calibrate_batchnorm(model, calibration)
-    training = record["training"]
+    training = record.training
     return {
         "model": {name: tensor.clone() for name, tensor in model.state_dict().items()},
         "model_config": config.model_dump(mode="json"),
         "vocab": vocab.tokens,
-        "step": training["step"],
-        "best_metric": training["best_metric"],
-        "command": training["command"],
-        "data_versions": training["data_versions"],
-        "sources": training["sources"],
-        "train_config": training["config"],
-        "rebuilt_from": {"bundle": str(folder), "version": record["version"],
-                         "quantization": record["quantization"]},
+        "step": training.step,
+        "best_metric": training.best_metric,
+        "command": training.command,
+        "data_versions": training.data_versions,
+        "sources": training.sources,
+        "train_config": training.config,
+        "rebuilt_from": {"bundle": str(folder), "version": record.version, "quantization": record.quantization},
     }
