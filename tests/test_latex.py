@@ -56,6 +56,8 @@ MUST_BE_EQUAL = [
     (r"\lbrace a \rbrace", r"\{ a \}"),
     (r"\displaystyle \int_0^1", r"\int_{0}^{1}"),
     (r"\hspace{1cm} x", "x"),
+    (r"R_g\ltq^{-1}\ltl_0", r"R_g < q^{-1} < l_0"),  # CROHME labels that lost a space after \lt
+    (r"a\gtMb", r"a > M b"),
 ]
 
 
@@ -78,6 +80,7 @@ MUST_STAY_DIFFERENT = [
     (r"\mathrm{d}", "d"),
     (r"(x)", r"[x]"),
     (r"x'", "x"),
+    (r"A \ltimes B", r"A < imes B"),  # a real command that starts like a glued \lt
 ]
 
 

@@ -17,6 +17,7 @@ stay apart).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from susik.latex.tokenizer import TEXT_COMMANDS, TEXT_SPACE, detokenize, tokenize
@@ -38,6 +39,12 @@ SYNONYMS = {
     r"\owns": r"\ni", r"\dag": r"\dagger", r"\sp": "^", r"\sb": "_", r"\bot": r"\perp",
     r"\implies": r"\Longrightarrow",
 }
+# Some CROHME labels lost the space after `\lt`/`\gt` (`R_g\ltq^{-1}`: 3 of the 671 CROHME 2013 labels); a
+# glued word that is no real command is split back (`\ltq` -> `<` `q`).
+_GLUED_RELATION = re.compile(r"\\(lt|gt)([A-Za-z]+)")
+_REAL_LT_GT_WORDS = frozenset({
+    r"\ltimes", r"\gtrsim", r"\gtrless", r"\gtreqless", r"\gtreqqless", r"\gtrapprox", r"\gtrdot",
+})
 ONE_ARGUMENT = frozenset({
     r"\sqrt", r"\mathbb", r"\mathrm", r"\mathbf", r"\mathcal", r"\mathit", r"\mathsf", r"\mathtt",
     r"\mathfrak", r"\mathscr", r"\boldsymbol", r"\bm", r"\vec", r"\overrightarrow", r"\overleftarrow",
@@ -220,11 +227,22 @@ def _normalize_nodes(nodes: list[_Group | str]) -> list[str]:
 
 def normalize(latex: str) -> list[str]:
     """Normalised tokens of a LaTeX string of either dialect; never raises on malformed input."""
-    return _normalize_nodes(_parse(tokenize(latex)))
+    return normalize_tokens(tokenize(latex))
 
 
 def normalize_tokens(tokens: list[str]) -> list[str]:
-    return _normalize_nodes(_parse(tokens))
+    return _normalize_nodes(_parse(_unglue_relations(tokens)))
+
+
+def _unglue_relations(tokens: list[str]) -> list[str]:
+    out: list[str] = []
+    for token in tokens:
+        glued = _GLUED_RELATION.fullmatch(token)
+        if glued is None or token in _REAL_LT_GT_WORDS:
+            out.append(token)
+        else:
+            out.extend(["<" if glued.group(1) == "lt" else ">", *glued.group(2)])
+    return out
 
 
 def normalize_latex(latex: str) -> str:
