@@ -23,13 +23,37 @@ class WidthRecognizer:
         return [Recognition(str(crop.shape[1]), 0.5) for crop in crops]
 
 
-def test_pipeline_batches_all_crops_into_one_recognizer_call_and_keeps_order():
+def test_pipeline_reads_each_images_crops_in_one_recognizer_call_and_keeps_order():
     recognizer = WidthRecognizer()
     pages = Pipeline(TwoBoxDetector(), recognizer)([np.zeros((100, 100, 3), np.uint8)] * 3)
-    assert recognizer.batches == [6]
+    assert recognizer.batches == [2, 2, 2]
     assert [[r.latex for r in page.regions] for page in pages] == [["50", "80"]] * 3
     assert set(pages[0].timings_ms) >= {"detect", "rectify", "recognize", "total"}
     assert pages[0].to_json()["regions"][0]["quad"] == [[10, 10], [60, 10], [60, 30], [10, 30]]
+
+
+def test_throughput_mode_reads_all_crops_in_one_call():
+    recognizer = WidthRecognizer()
+    pages = Pipeline(TwoBoxDetector(), recognizer, independent_pages=False)([np.zeros((100, 100), np.uint8)] * 3)
+    assert recognizer.batches == [6]
+    assert [[r.latex for r in page.regions] for page in pages] == [["50", "80"]] * 3
+
+
+class BatchDependentRecognizer:
+    """Like the int8 decoder, whose activation scale is shared by a call: the reading depends on the call."""
+
+    def __call__(self, crops):
+        loudest = max(float(crop.max()) for crop in crops)
+        return [Recognition(f"{crop.shape[1]}/{loudest:.0f}", 0.5) for crop in crops]
+
+
+def test_an_images_reading_does_not_depend_on_the_other_images_of_the_batch():
+    quiet, loud = np.zeros((100, 100), np.uint8), np.full((100, 100), 200, np.uint8)
+    pipeline = Pipeline(TwoBoxDetector(), BatchDependentRecognizer())
+    alone = pipeline([quiet])[0]
+    assert pipeline([loud, quiet])[1].regions == alone.regions
+    mixed = Pipeline(TwoBoxDetector(), BatchDependentRecognizer(), independent_pages=False)([loud, quiet])[1]
+    assert mixed.regions != alone.regions  # the fake is batch-dependent, so the check above can fail
 
 
 def test_empty_input_and_pages_without_formulas():

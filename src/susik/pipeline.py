@@ -81,12 +81,18 @@ def rectify(image: np.ndarray, quad: Quad, target_height: int = 64) -> np.ndarra
 
 
 class Pipeline:
-    """Reads photos: each stage is called once per batch; crops of all pages go to the recognizer together."""
+    """Reads photos: detection, rectification and orientation are called once per batch; the recognizer once
+    per image (with all of that image's crops), so an image's reading never depends on the other images of a
+    batch: the int8 decoder scales its activations per call, and read in one call with other requests' crops,
+    3% of 300 held-out crops read differently than alone (same accuracy). `independent_pages=False` reads the
+    crops of all images in one call instead: more throughput for many one-formula images, at that cost."""
 
-    def __init__(self, detector: Detector, recognizer: Recognizer, orienter: Orienter | None = None) -> None:
+    def __init__(self, detector: Detector, recognizer: Recognizer, orienter: Orienter | None = None,
+                 *, independent_pages: bool = True) -> None:
         self.detector = detector
         self.recognizer = recognizer
         self.orienter = orienter
+        self.independent_pages = independent_pages
 
     @classmethod
     def default(cls, threads: int | None = None) -> Pipeline:
@@ -113,7 +119,7 @@ class Pipeline:
         ])
         if self.orienter is not None:
             crops = clock.time("orient", lambda: self.orienter(crops))
-        readings = iter(clock.time("recognize", lambda: self.recognizer(crops)) if crops else [])
+        readings = iter(clock.time("recognize", lambda: self._read(crops, [len(p.detections) for p in found])))
         pages = []
         for image, page in zip(images, found):
             regions = tuple(
@@ -123,6 +129,17 @@ class Pipeline:
             height, width = image.shape[:2]
             pages.append(Page(width, height, page.orientation, regions, clock.per_image(len(images))))
         return pages
+
+    def _read(self, crops: list[np.ndarray], per_image: list[int]) -> list[Recognition]:
+        if not self.independent_pages:
+            return self.recognizer(crops) if crops else []
+        readings: list[Recognition] = []
+        start = 0
+        for count in per_image:
+            if count:
+                readings.extend(self.recognizer(crops[start : start + count]))
+            start += count
+        return readings
 
 
 class _Clock:
