@@ -12,6 +12,9 @@ Writes under OUT (git-ignored):
                                 identities, and dropping them from training would remove whole kinds of
                                 formula, so summary.json counts how many of them training also drew.
   crohme/manifest.jsonl         CROHME train canvases cropped to their ink (new PNGs)
+  im2latex_recombined/manifest.jsonl
+                                new formulas cut and joined from the im2latex train labels (arXiv style,
+                                `susik.data.recombine`), rendered clean (the stream augments them)
   hme100k.jsonl, im2latex.jsonl references to the shared HME100K train photos and im2latex train crops
   summary.json                  counts, failures and timings
 """
@@ -33,11 +36,13 @@ from susik.data.crop_augment import PRINTED
 from susik.data.crops import FormulaItem, WriteStats, write_rendered, write_restored_crohme
 from susik.data.importers import ORIGINS, read_crop_manifest, run_import
 from susik.data.manifest import ManifestWriter
+from susik.data.recombine import Recombiner
 from susik.latex import normalize_latex
 
 CORPUS = ("corpus", "unknown (research use)")
 K12 = ("susik-k12-generator", "Apache-2.0")
 CROHME = ("crohme-train", "CC BY-NC-SA 3.0 (believed)")
+RECOMBINED = ("im2latex-recombined", ORIGINS["im2latex"].license)
 
 console = Console()
 
@@ -66,6 +71,7 @@ def main(
     second_font: float = typer.Option(0.5, min=0, max=1, help="chance of a second rendering"),
     val_corpus: int = typer.Option(1000, min=0, help="corpus formulas held out for synthetic validation"),
     val_k12: int = typer.Option(500, min=0, help="generated formulas (other seed) for synthetic validation"),
+    recombined: int = typer.Option(20000, min=0, help="formulas recombined from the im2latex train labels"),
     workers: int = typer.Option(2, min=1, help="TeX worker processes"),
     seed: int = typer.Option(0, help="training seed"),
     val_seed: int = typer.Option(1, help="held-out seed: validation formulas, fonts and augmentation"),
@@ -145,6 +151,17 @@ def main(
                                           license=CROHME[1], on_item=lambda: progress.advance(task))
         summary["crohme"] = _report("CROHME train (cropped to ink)", stats, time.perf_counter() - t0)
 
+        im2latex_labels = [json.loads(line)["latex"] for line in (data / "im2latex" / "train.jsonl").open()]
+        recombiner = Recombiner(im2latex_labels)
+        made = recombiner.batch(recombined, np.random.default_rng([seed, 21]))
+        task = progress.add_task("im2latex recombined", total=len(made))
+        t0 = time.perf_counter()
+        folder = out / "im2latex_recombined"
+        with ManifestWriter(folder / "manifest.jsonl") as writer:
+            stats = write_rendered((FormulaItem(latex, *RECOMBINED) for latex in made), writer, folder / "images",
+                                   workers=workers, seed=seed + 21, on_item=lambda: progress.advance(task))
+        summary["im2latex_recombined"] = _report("im2latex recombined", stats, time.perf_counter() - t0)
+
     for name, manifest in (("hme100k", data / "hme100k" / "train.jsonl"),
                            ("im2latex", data / "im2latex" / "train.jsonl")):
         report = run_import(read_crop_manifest(manifest), out / f"{name}.jsonl", ORIGINS[name],
@@ -154,7 +171,7 @@ def main(
             console.print(f"  skipped: {line}")
         summary[name] = {"written": report.written, "skipped": report.skipped}
 
-    for name in ("synthetic", "synthetic_val", "crohme"):
+    for name in ("synthetic", "synthetic_val", "crohme", "im2latex_recombined"):
         summary[name]["png_bytes"] = _folder_bytes(out / name)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
