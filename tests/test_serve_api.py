@@ -279,16 +279,24 @@ def test_full_queue_answers_503(tmp_path):
         assert 'susik_rejected_total{reason="overloaded"} 2.0' in client.get("/metrics").text
 
 
-def test_concurrent_requests_share_a_recognizer_batch(tmp_path):
+def test_concurrent_requests_share_a_pipeline_batch_and_each_photo_is_read_apart(tmp_path):
     pipelines = fake_pipelines(delay_s=0.05)
+    detect, detector_batches = pipelines.page.detector, []
+
+    def recording_detector(images):
+        detector_batches.append(len(images))
+        return detect(images)
+
+    pipelines.page.detector = recording_detector
     with make_client(tmp_path, factory=lambda _: pipelines, batch_max_wait_ms=30) as client:
         threads = [threading.Thread(target=upload, args=(client,)) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        batches = pipelines.page.recognizer.batches
-        assert sum(batches) == 8 and max(batches) >= 4  # 2 regions per page, several pages per call
+        assert sum(detector_batches) == 4 and max(detector_batches) >= 2  # several photos per pipeline call
+        # ...whose recognizer calls hold one photo's 2 regions each: an answer never depends on batch mates
+        assert pipelines.page.recognizer.batches == [2, 2, 2, 2]
         metrics = client.get("/metrics").text
         assert (
             "susik_batch_size_count" in metrics
