@@ -195,9 +195,9 @@ def model_card(record: DetectorRecord) -> str:
             params.crop_margin_across else ".")),
         "",
         "## Training",
-        (f"- Command: `{record.training.command}`; step {record.training.step}; held-out F1 "
+        (f"- Command: `{record.training.command}`; step {record.training.step}; the run's best held-out F1 "
          f"{round(record.training.best_metric or 0.0, 4)} (in-training evaluation on a subset of the held-out "
-         "pages, at the training config's thresholds)."),
+         "pages, at the training config's thresholds; the exported step may be another)."),
         "- Data: synthetic pages only (composed worksheet photos with exact quads).",
     ]
     lines += ["", *data_section(record.training.sources)]
