@@ -119,7 +119,8 @@ class Pipeline:
         ])
         if self.orienter is not None:
             crops = clock.time("orient", lambda: self.orienter(crops))
-        readings = iter(clock.time("recognize", lambda: self._read(crops, [len(p.detections) for p in found])))
+        per_image = [len(page.detections) for page in found]
+        readings = iter(clock.time("recognize", lambda: self._read(crops, per_image)) if crops else [])
         pages = []
         for image, page in zip(images, found):
             regions = tuple(
@@ -132,7 +133,7 @@ class Pipeline:
 
     def _read(self, crops: list[np.ndarray], per_image: list[int]) -> list[Recognition]:
         if not self.independent_pages:
-            return self.recognizer(crops) if crops else []
+            return self.recognizer(crops)
         readings: list[Recognition] = []
         start = 0
         for count in per_image:
