@@ -151,8 +151,7 @@ def main(
                                           license=CROHME[1], on_item=lambda: progress.advance(task))
         summary["crohme"] = _report("CROHME train (cropped to ink)", stats, time.perf_counter() - t0)
 
-        im2latex_labels = [json.loads(line)["latex"] for line in (data / "im2latex" / "train.jsonl").open()]
-        recombiner = Recombiner(im2latex_labels)
+        recombiner = Recombiner(pair.latex for pair in read_crop_manifest(data / "im2latex" / "train.jsonl"))
         made = recombiner.batch(recombined, np.random.default_rng([seed, 21]))
         task = progress.add_task("im2latex recombined", total=len(made))
         t0 = time.perf_counter()
