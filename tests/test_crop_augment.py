@@ -30,6 +30,43 @@ def test_stroke_width_thickens_and_thins_without_erasing_hairlines():
     assert thinned.sum() < alpha.sum() and thinned[10, 5:35].min() > 0.5
 
 
+def test_slant_leans_a_vertical_stroke_and_widens_the_canvas_to_keep_it():
+    alpha = np.zeros((40, 30), np.float32)
+    alpha[:, 15] = 1.0
+    leaned = ca.slant(alpha, 0.25, replicate=False)
+    assert leaned.shape == (40, 30 + 10)
+    top, bottom = np.argmax(leaned[2]), np.argmax(leaned[-3])
+    assert bottom - top >= 8  # x moves by 0.25 px per row, rightwards going down
+    assert leaned.sum() == pytest.approx(alpha.sum(), rel=0.05)
+
+
+def test_stretch_scales_the_width_only():
+    image = _crop()
+    assert ca.stretch(image, 0.5).shape == (image.shape[0], round(image.shape[1] * 0.5))
+    assert ca.stretch(image, 1.4).shape == (image.shape[0], round(image.shape[1] * 1.4))
+
+
+def test_elastic_bends_strokes_by_about_the_amplitude_and_keeps_the_ink():
+    alpha = ca.ink_alpha(_crop())
+    assert np.allclose(ca.elastic(alpha, np.random.default_rng(0), 0.0, replicate=False), alpha)
+    bent = ca.elastic(alpha, np.random.default_rng(0), 2.0, replicate=False)
+    assert bent.shape == alpha.shape and not np.allclose(bent, alpha)
+    assert bent.sum() == pytest.approx(alpha.sum(), rel=0.15)
+    wild = ca.elastic(alpha, np.random.default_rng(0), 8.0, replicate=False)
+    assert np.abs(wild - alpha).sum() > np.abs(bent - alpha).sum()
+
+
+def test_writer_steps_draw_nothing_when_disabled():
+    """Presets without them (printed) keep the random stream, so earlier training runs stay reproducible."""
+    crop = _crop()
+    plain = ca.augment_crop(crop, np.random.default_rng(5), ca.PRINTED)
+    explicit = ca.augment_crop(crop, np.random.default_rng(5),
+                               ca.PRINTED.model_copy(update={"slant": 0.0, "stretch": 0.0, "elastic": 0.0}))
+    assert np.array_equal(plain.image, explicit.image)
+    writer = ca.PRINTED.model_copy(update={"untouched": 0.0, "stretch": 1.0, "stretch_range": (2.0, 2.0)})
+    assert ca.augment_crop(crop, np.random.default_rng(5), writer).image.shape[1] > 1.8 * crop.shape[1]
+
+
 def test_compose_lays_ink_of_the_given_level_on_the_sheet():
     sheet = np.full((2, 2), 230.0, np.float32)
     alpha = np.array([[0.0, 1.0], [0.5, 0.0]], np.float32)
@@ -126,7 +163,7 @@ def test_rejects_what_is_not_a_grey_crop():
         ca.augment_crop(np.zeros((1, 10), np.uint8), np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("bad", [{"padding": (0.3, 0.1)}, {"jpeg_quality": (90, 20)}, {"jpeg_quality": (0, 50)},
+@pytest.mark.parametrize("bad", [{"padding": (0.3, 0.1)}, {"stretch_range": (1.2, 0.8)}, {"stretch_range": (0, 1)}, {"jpeg_quality": (90, 20)}, {"jpeg_quality": (0, 50)},
                                  {"blur": 1.5}, {"unknown": 1}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
