@@ -102,6 +102,31 @@ def test_a_few_steps_reduce_the_loss_and_checkpoints_resume(tmp_path):
     assert meta["step"] == 6 and DetectorConfig.model_validate(meta["model_config"]) == TINY
 
 
+def test_init_warm_starts_a_new_run_from_another_runs_weights(tmp_path):
+    manifest = _page_file(tmp_path)
+    config = TrainDetectorConfig(
+        model=TINY, train_pages=manifest, val_pages=None, sample=SampleConfig(size=96, scale=(0.5, 0.6)),
+        batch_size=2, steps=2, lr=1e-2, warmup=1, log_every=1, eval_every=2, out=tmp_path / "first",
+    )
+    train(config, log=lambda entry: None)
+    first, _ = load_model(tmp_path / "first" / "last.pt")
+    logs = []
+    second = config.model_copy(update={"out": tmp_path / "second", "steps": 1, "lr": 1e-9})
+    train(second, log=logs.append, init=tmp_path / "first" / "last.pt")
+    assert logs[0] == {"init": str(tmp_path / "first" / "last.pt"), "its_step": 2}
+    warm, meta = load_model(tmp_path / "second" / "last.pt")
+    assert meta["step"] == 1  # a new run: its own step count and schedule
+    moved = dict(warm.named_parameters())
+    for name, weight in first.named_parameters():  # a near-zero rate barely moves the inherited weights
+        assert torch.allclose(moved[name], weight, atol=1e-5), name
+    other = config.model_copy(update={"model": DetectorConfig(widths=(8, 8, 8, 16, 24), depths=(0, 1, 1, 1, 1),
+                                                              fpn=8, head=8), "out": tmp_path / "third"})
+    with pytest.raises(ValueError, match="another architecture"):
+        train(other, log=lambda entry: None, init=tmp_path / "first" / "last.pt")
+    with pytest.raises(ValueError, match="not both"):
+        train(second, resume=tmp_path / "first" / "last.pt", init=tmp_path / "first" / "last.pt")
+
+
 def test_loss_is_finite_on_a_page_without_formulas():
     model = FormulaDetector(TINY)
     page = PageRecord(cv2.imencode(".jpg", np.full((64, 64, 3), 200, np.uint8))[1].tobytes(), 0, (), ())

@@ -27,6 +27,8 @@ def train_detector(
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint (e.g. OUT/last.pt)")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (overrides the config's `out`)")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="total steps (overrides the config)")] = None,
+    init: Annotated[Path | None, typer.Option(help="warm-start from this checkpoint's weights with a fresh "
+                                              "optimiser and schedule (e.g. a bundled run's last.pt)")] = None,
 ) -> None:
     """Train the formula detector on synthetic pages (made first if the config's caches are missing)."""
     import yaml
@@ -41,8 +43,9 @@ def train_detector(
         _fail(f"{config}: {str(error).splitlines()[0]} ({str(error).count(chr(10))} lines of detail)")
     updates = {key: value for key, value in (("out", out), ("steps", steps)) if value is not None}
     settings = settings.model_copy(update=updates)
-    if resume is not None and not resume.is_file():
-        _fail(f"no checkpoint at {resume}")
+    for given in (resume, init):
+        if given is not None and not given.is_file():
+            _fail(f"no checkpoint at {given}")
     command = "susik " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     columns = (TextColumn("train detector"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
@@ -52,13 +55,13 @@ def train_detector(
         def log(entry: dict) -> None:
             if "step" in entry:
                 progress.update(task, completed=entry["step"])
-            if "eval" in entry or "resumed" in entry:
+            if "eval" in entry or "resumed" in entry or "init" in entry:
                 progress.console.print(json.dumps(entry), markup=False)
             elif "loss" in entry:
                 progress.update(task, status=f"loss {entry['loss']:.3f}")
 
         try:
-            best = train(settings, resume, log, command)
+            best = train(settings, resume, log, command, init)
         except (FileNotFoundError, ValueError) as error:
             _fail(str(error))
     typer.echo(f"best checkpoint: {best}")

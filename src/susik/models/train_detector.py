@@ -209,8 +209,15 @@ def ensure_pages(manifest: Path, generate: GenerateConfig | None, on_page: Calla
 
 
 def train(config: TrainDetectorConfig, resume: Path | None = None,
-          log: Callable[[dict[str, Any]], None] = print, command: str = "susik train detector") -> Path:
-    """Train; returns the path of the best checkpoint. `command` is recorded in checkpoints."""
+          log: Callable[[dict[str, Any]], None] = print, command: str = "susik train detector",
+          init: Path | None = None) -> Path:
+    """Train; returns the path of the best checkpoint. `command` is recorded in checkpoints.
+
+    `resume` continues a run (weights, optimiser, step, best F1); `init` warm-starts a new run from another
+    run's weights with a fresh optimiser and schedule (fine-tuning on new pages, say). The two exclude each other.
+    """
+    if resume is not None and init is not None:
+        raise ValueError("give either resume (continue a run) or init (warm-start a new one), not both")
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     config.out.mkdir(parents=True, exist_ok=True)
@@ -229,6 +236,12 @@ def train(config: TrainDetectorConfig, resume: Path | None = None,
         optimizer.load_state_dict(checkpoint["optimizer"])
         start, best_f1 = checkpoint["step"], checkpoint["best_f1"]
         log({"resumed": str(resume), "step": start, "best_f1": best_f1})
+    elif init is not None:
+        warm = torch.load(init, map_location="cpu", weights_only=False)
+        if DetectorConfig.model_validate(warm["model_config"]) != config.model:
+            raise ValueError(f"{init} holds another architecture than the config's model")
+        model.load_state_dict(warm["model"])
+        log({"init": str(init), "its_step": warm["step"]})
     best = config.out / "best.pt"
     running: dict[str, float] = {}
     clock = time.perf_counter()
