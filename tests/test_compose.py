@@ -149,6 +149,22 @@ def test_regions_keep_their_labels_in_crop_order():
     assert [region.kind for region in page.regions] == [crop.kind for crop in CROPS][: len(latex)]
 
 
+def test_a_choice_label_is_text_left_of_its_region_not_part_of_it():
+    """`C. 0<x<1`: the label is drawn on the formula's line, just left of a region that holds the formula only."""
+    config = ComposerConfig(**SMALL, inline_share=0.0, paper_kinds=("plain",), formula_height=(1.6, 1.8))
+    for seed in range(4):
+        crops = [_bar(i)._replace(label="C.") for i in range(3)]
+        page = PageComposer(config).compose(crops, np.random.default_rng(seed))
+        grey = _grey(page.image)
+        assert [r.latex for r in page.regions] == [c.latex for c in crops][: len(page.regions)]
+        for region in page.regions:
+            x0, y0 = region.quad.min(axis=0)
+            _, y1 = region.quad.max(axis=0)
+            height = y1 - y0
+            band = grey[int(y0) : int(y1), max(0, int(x0 - 3 * height)) : int(x0) - 1]
+            assert (band < 100).sum() > 10, "the label's ink beside the region"
+
+
 def test_a_full_page_drops_what_does_not_fit():
     page = PageComposer(FORMULAS_ONLY).compose(CROPS * 10, np.random.default_rng(0), ["clean"])
     assert 8 < len(page.regions) < 80

@@ -48,6 +48,7 @@ class FormulaCrop(NamedTuple):
     image: np.ndarray
     latex: str
     kind: Kind
+    label: str | None = None  # an answer-choice or problem label ("C.", "(1)") written as text before it
 
 
 class ComposerConfig(BaseModel):
@@ -127,6 +128,7 @@ class _Ink:
     colour: BGR
     latex: str
     kind: Kind
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,8 @@ class PageComposer:
                     grain = rng.uniform(0.55, 1.0, scaled.shape).astype(np.float32)
                     scaled = scaled * grain * rng.uniform(0.6, 0.85)
             inks.append(
-                _Ink(alpha=scaled.astype(np.float32), colour=colour, latex=crop.latex, kind=crop.kind)
+                _Ink(alpha=scaled.astype(np.float32), colour=colour, latex=crop.latex, kind=crop.kind,
+                     label=crop.label)
             )
         return inks
 
@@ -328,7 +331,8 @@ class _Writer:
             sub = (
                 textlines.sub_number(index + 1, self.sub_style) if count > 1 and rng.random() < 0.6 else None
             )
-            lines.append(self._display(inks.popleft(), sub, width))
+            ink = inks.popleft()
+            lines.append(self._display(ink, ink.label or sub, width))
         if rng.random() < 0.2:
             lines.append(self._text_line([textlines.sentence(rng, cfg.korean_share)], width))
         return [line for line in lines if line.pieces]
@@ -398,7 +402,8 @@ class _Writer:
         if ink.alpha.shape[1] > room:  # too wide for the column: shrink it to fit
             scale = room / ink.alpha.shape[1]
             ink = _Ink(
-                _resize(ink.alpha, int(ink.alpha.shape[0] * scale), room), ink.colour, ink.latex, ink.kind
+                _resize(ink.alpha, int(ink.alpha.shape[0] * scale), room), ink.colour, ink.latex, ink.kind,
+                ink.label,
             )
         elif label is None and self.rng.random() < 0.3:
             x = (width - ink.alpha.shape[1]) // 2 - self.pad

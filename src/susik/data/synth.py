@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from susik.data.compose import ComposedPage, FormulaCrop, PageComposer
-from susik.data.corpus import FormulaSource
+from susik.data.corpus import FormulaSource, split_choice_label
 from susik.data.crops import CropDataset, restore_crohme
 from susik.data.manifest import ManifestWriter, PageSample
 from susik.data.render import RenderConfig, TexRenderer
@@ -79,8 +79,10 @@ class _ChunkMaker:
         source = FormulaSource(rng, self.config.corpus, self.config.generated_ratio if self.config.corpus else 1.0)
         kinds = [_region_kinds(plan, rng) for plan in plans]
         drawn = source.take(sum(len(k) for k in kinds) + 8)  # a few spares replace formulas TeX rejects
-        rendered = self.renderer.render([f.latex for f in drawn], rng)
-        usable = [(f, r) for f, r in zip(drawn, rendered) if r is not None]
+        # A leading answer-choice label ("C.", "(1)") is drawn as text beside its formula, outside the region.
+        split = [split_choice_label(f.latex) for f in drawn]
+        rendered = self.renderer.render([latex for _, latex in split], rng)
+        usable = [(f, label, r) for f, (label, _), r in zip(drawn, split, rendered, strict=True) if r is not None]
         failures = len(drawn) - len(usable)
         pages = []
         for plan, page_kinds in zip(plans, kinds):
@@ -88,8 +90,9 @@ class _ChunkMaker:
             for kind in page_kinds:
                 if not usable:
                     break
-                formula, render = usable.pop()
-                crops.append(self._crop(render.image, formula.latex, kind, rng, origins))
+                formula, label, render = usable.pop()
+                crop = self._crop(render.image, render.latex, kind, rng, origins)
+                crops.append(crop._replace(label=label) if crop.kind == "printed" else crop)
                 origins.add(formula.source)
             page = self.composer.compose(crops, rng, plan.conditions)
             pages.append((page, *self._provenance(origins)))

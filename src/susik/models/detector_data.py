@@ -73,7 +73,7 @@ def _handwritten_pool(manifest: Path | None) -> list[tuple[Path, str]]:
 def _compose_chunk(task: _Task) -> list[dict]:
     """Compose and write the pages of one task; returns their manifest records."""
     from susik.data.compose import FormulaCrop, PageComposer
-    from susik.data.corpus import FormulaSource
+    from susik.data.corpus import FormulaSource, split_choice_label
     from susik.data.crops import restore_crohme
     from susik.data.render import TexRenderer
 
@@ -82,20 +82,21 @@ def _compose_chunk(task: _Task) -> list[dict]:
     source = iter(FormulaSource(rng, config.corpus, config.generated_ratio if config.corpus else 1.0))
     pool = _handwritten_pool(config.handwritten)
     kinds_per_page = [_formula_kinds(plan, rng, bool(pool)) for plan in task.plans]
-    printed_latex = [next(source).latex for kinds in kinds_per_page for kind in kinds if kind == "printed"]
-    # TeX rejects a few formulas: render spares so each page still gets its count.
-    spares = [next(source).latex for _ in range(len(printed_latex) // 10 + 2)]
-    rendered = [r for r in TexRenderer().render(printed_latex + spares, rng) if r is not None]
-    printed = iter(rendered)
+    wanted = sum(kind == "printed" for kinds in kinds_per_page for kind in kinds)
+    # TeX rejects a few formulas: render spares so each page still gets its count. A leading answer-choice
+    # label is drawn as text beside its formula, outside the region.
+    drawn = [split_choice_label(next(source).latex) for _ in range(wanted + wanted // 10 + 2)]
+    rendered = TexRenderer().render([latex for _, latex in drawn], rng)
+    printed = iter([(label, r) for (label, _), r in zip(drawn, rendered, strict=True) if r is not None])
     composer = PageComposer()
     records = []
     for offset, (plan, kinds) in enumerate(zip(task.plans, kinds_per_page, strict=True)):
         crops = []
         for kind in kinds:
             if kind == "printed":
-                formula = next(printed, None)
+                label, formula = next(printed, (None, None))
                 if formula is not None:
-                    crops.append(FormulaCrop(formula.image, formula.latex, "printed"))
+                    crops.append(FormulaCrop(formula.image, formula.latex, "printed", label))
             else:
                 path, latex = pool[int(rng.integers(len(pool)))]
                 gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
