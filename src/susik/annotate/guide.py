@@ -25,6 +25,8 @@ _RULES = """
 <li>One region = one formula as a reader would copy it: an equation, an expression, or a single symbol that is
 math (a lone <i>x</i> in a sentence counts). Ordinary words and Korean text are not regions.</li>
 <li>A multi-line derivation is one region per line; a fraction or a matrix spanning lines is one region.</li>
+<li>Problem numbers and answer-choice labels beside a formula (<i>1)</i>, <i>(1)</i>, <i>3.</i>, <i>C.</i>,
+&#9312;) are text: leave them outside the region and out of its LaTeX (synthetic pages follow the same rule).</li>
 <li>Kind: <b>printed</b> for typeset or typed text, <b>handwritten</b> for anything written by hand (also
 handwritten corrections on a printed page).</li>
 </ul>
