@@ -7,6 +7,7 @@ and peak memory. Prints figures; it is not a test.
 
 Sets (each skipped with a note when its manifest is missing):
   crohme2013     CROHME 2013 test set, our validation set; canvases cropped to the ink as in training
+  crohme_train   CROHME train, prepared the same way: a fit check (with crohme2013 it shows memorisation)
   im2latex_val   real im2latex-100k crops (printed, arXiv)
   hme100k_train  real phone photos; a *training* set when the model trained on it, so read it as a fit check
   synthetic_val  the frozen, augmented held-out set of scripts/prepare_recognizer_data.py
@@ -41,6 +42,7 @@ Prepare = Callable[[np.ndarray], np.ndarray]
 def _sets(data: Path, synthetic_val: Path) -> dict[str, tuple[Path, Prepare | None]]:
     return {
         "crohme2013": (data / "crohme" / "val2013.jsonl", restore_crohme),
+        "crohme_train": (data / "crohme" / "train.jsonl", restore_crohme),
         "im2latex_val": (data / "im2latex" / "val.jsonl", None),
         "hme100k_train": (data / "hme100k" / "train.jsonl", None),
         "synthetic_val": (synthetic_val, None),
@@ -105,7 +107,7 @@ def _peak_rss_mib() -> float:
 def main(
     model: str = typer.Option("recognizer", help="bundled model name, model folder or record.json"),
     predictions: list[str] = typer.Option([], help="SET=FILE: score this predictions file instead of a model"),
-    sets: str = typer.Option("crohme2013,im2latex_val,hme100k_train,synthetic_val", help="comma-separated"),
+    sets: str = typer.Option("crohme2013,crohme_train,im2latex_val,hme100k_train,synthetic_val", help="comma-separated"),
     data: Path = typer.Option(Path("/work/shared/data"), help="the shared real data"),
     synthetic_val: Path = typer.Option(Path("work/recdata/synthetic_val/manifest.jsonl")),
     limit: int | None = typer.Option(None, min=1, help="first N samples of each set"),
