@@ -107,7 +107,8 @@ def _peak_rss_mib() -> float:
 def main(
     model: str = typer.Option("recognizer", help="bundled model name, model folder or record.json"),
     predictions: list[str] = typer.Option([], help="SET=FILE: score this predictions file instead of a model"),
-    sets: str = typer.Option("crohme2013,crohme_train,im2latex_val,hme100k_train,synthetic_val", help="comma-separated"),
+    sets: str = typer.Option("crohme2013,crohme_train,im2latex_val,hme100k_train,synthetic_val",
+                             help="comma-separated"),
     data: Path = typer.Option(Path("/work/shared/data"), help="the shared real data"),
     synthetic_val: Path = typer.Option(Path("work/recdata/synthetic_val/manifest.jsonl")),
     limit: int | None = typer.Option(None, min=1, help="first N samples of each set"),

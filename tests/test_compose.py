@@ -150,7 +150,7 @@ def test_regions_keep_their_labels_in_crop_order():
 
 
 def test_a_choice_label_is_text_left_of_its_region_not_part_of_it():
-    """`C. 0<x<1`: the label is drawn on the formula's line, just left of a region that holds the formula only."""
+    """`C. 0<x<1`: the label is drawn on the formula's line, left of a region that holds the formula only."""
     config = ComposerConfig(**SMALL, inline_share=0.0, paper_kinds=("plain",), formula_height=(1.6, 1.8))
     for seed in range(4):
         crops = [_bar(i)._replace(label="C.") for i in range(3)]

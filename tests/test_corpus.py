@@ -93,6 +93,8 @@ def test_split_choice_label_takes_a_leading_label_off(line, label, rest):
     assert split_choice_label(line) == (label, rest)
 
 
-@pytest.mark.parametrize("line", [r"\text { D. }", r"\text { PA } x", r"\text { () } x", "x+1", r"f(x) \text { (1) }"])
+@pytest.mark.parametrize(
+    "line", [r"\text { D. }", r"\text { PA } x", r"\text { () } x", "x+1", r"f(x) \text { (1) }"]
+)
 def test_split_choice_label_leaves_other_lines_alone(line):
     assert split_choice_label(line) == (None, line)

@@ -163,7 +163,8 @@ def test_rejects_what_is_not_a_grey_crop():
         ca.augment_crop(np.zeros((1, 10), np.uint8), np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("bad", [{"padding": (0.3, 0.1)}, {"stretch_range": (1.2, 0.8)}, {"stretch_range": (0, 1)}, {"jpeg_quality": (90, 20)}, {"jpeg_quality": (0, 50)},
+@pytest.mark.parametrize("bad", [{"padding": (0.3, 0.1)}, {"stretch_range": (1.2, 0.8)}, {"stretch_range": (0, 1)},
+                                 {"jpeg_quality": (90, 20)}, {"jpeg_quality": (0, 50)},
                                  {"blur": 1.5}, {"unknown": 1}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):

@@ -82,7 +82,8 @@ class _ChunkMaker:
         # A leading answer-choice label ("C.", "(1)") is drawn as text beside its formula, outside the region.
         split = [split_choice_label(f.latex) for f in drawn]
         rendered = self.renderer.render([latex for _, latex in split], rng)
-        usable = [(f, label, r) for f, (label, _), r in zip(drawn, split, rendered, strict=True) if r is not None]
+        usable = [(f, label, r) for f, (label, _), r in zip(drawn, split, rendered, strict=True)
+                  if r is not None]
         failures = len(drawn) - len(usable)
         pages = []
         for plan, page_kinds in zip(plans, kinds):
