@@ -200,3 +200,16 @@ def test_page_cache_follows_the_plan_and_is_downscaled(tmp_path):
         assert record["regions"] and all(r["kind"] == "printed" for r in record["regions"])
         quads = np.array([r["quad"] for r in record["regions"]])
         assert quads.min() >= -1 and quads[..., 0].max() <= record["width"] and quads[..., 1].max() <= record["height"]
+
+
+def test_page_cache_keeps_choice_labels_out_of_regions(tmp_path):
+    """Corpus lines that start with `\\text { C. }` give regions holding the formula alone."""
+    from susik.models.detector_data import GenerateConfig, generate_pages
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\\text { C. } x+1\n\\text { (2) } y=3\n")
+    spec = Path(__file__).resolve().parents[1] / "specs" / "dataset.yaml"
+    config = GenerateConfig(n=2, seed=3, spec=spec, corpus=corpus, generated_ratio=0.0, long_side=400, workers=1)
+    manifest = generate_pages(config, tmp_path / "cache")
+    latex = {r["latex"] for line in manifest.read_text().splitlines() for r in json.loads(line)["regions"]}
+    assert latex and latex <= {"x+1", "y=3"}

@@ -50,3 +50,12 @@ def test_synth_command_reports_bad_spec_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["synth", "--spec", str(bad), "--n", "1", "--out", str(tmp_path / "o")])
     assert result.exit_code == 1
     assert "error" in result.output
+
+
+def test_synth_draws_choice_labels_as_text_outside_regions(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\\text { C. } x+1\n\\text { (2) } y=3\n")
+    config = SynthConfig(chunk_pages=2, corpus=corpus, generated_ratio=0.0)
+    pages = [page for chunk in synthesize(load_spec(SPEC).pages, 2, 4, config, workers=1) for page in chunk.pages]
+    latex = {region.latex for page, *_ in pages for region in page.regions}
+    assert latex and latex <= {"x+1", "y=3"}
