@@ -10,6 +10,8 @@ Sets (each skipped with a note when its manifest is missing):
   crohme_train   CROHME train, prepared the same way: a fit check (with crohme2013 it shows memorisation)
   im2latex_val   real im2latex-100k crops (printed, arXiv)
   hme100k_train  real phone photos; a *training* set when the model trained on it, so read it as a fit check
+  hme100k_heldout the photos `scripts/prepare_recognizer_data.py --hme-holdout N` kept out of training: unseen
+                 real photos, but only for a model none of whose stages trained on them (not in the default list)
   synthetic_val  the frozen, augmented held-out set of scripts/prepare_recognizer_data.py
 
 `--predictions SET=FILE` scores a JSON-lines file of `{"image", "latex"}` (image as in the set's manifest)
@@ -39,12 +41,13 @@ console = Console(width=130)  # a full table in logs and pipes, not 80 columns
 Prepare = Callable[[np.ndarray], np.ndarray]
 
 
-def _sets(data: Path, synthetic_val: Path) -> dict[str, tuple[Path, Prepare | None]]:
+def _sets(data: Path, synthetic_val: Path, hme_heldout: Path) -> dict[str, tuple[Path, Prepare | None]]:
     return {
         "crohme2013": (data / "crohme" / "val2013.jsonl", restore_crohme),
         "crohme_train": (data / "crohme" / "train.jsonl", restore_crohme),
         "im2latex_val": (data / "im2latex" / "val.jsonl", None),
         "hme100k_train": (data / "hme100k" / "train.jsonl", None),
+        "hme100k_heldout": (hme_heldout, None),
         "synthetic_val": (synthetic_val, None),
     }
 
@@ -111,12 +114,14 @@ def main(
                              help="comma-separated"),
     data: Path = typer.Option(Path("/work/shared/data"), help="the shared real data"),
     synthetic_val: Path = typer.Option(Path("work/recdata/synthetic_val/manifest.jsonl")),
+    hme_heldout: Path = typer.Option(Path("work/recdata/hme100k_heldout.jsonl"),
+                                     help="photos kept out by prepare_recognizer_data.py --hme-holdout"),
     limit: int | None = typer.Option(None, min=1, help="first N samples of each set"),
     threads: int = typer.Option(2, min=1, help="ONNX Runtime intra-op threads"),
     batch: int = typer.Option(16, min=1),
     out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
 ) -> None:
-    available = _sets(data, synthetic_val)
+    available = _sets(data, synthetic_val, hme_heldout)
     chosen = [name.strip() for name in sets.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in available]
     if unknown:

@@ -16,6 +16,7 @@ Writes under OUT (git-ignored):
                                 new formulas cut and joined from the im2latex train labels (arXiv style,
                                 `susik.data.recombine`), rendered clean (the stream augments them)
   hme100k.jsonl, im2latex.jsonl references to the shared HME100K train photos and im2latex train crops
+  hme100k_heldout.jsonl         with --hme-holdout N: N HME100K photos kept out of hme100k.jsonl
   summary.json                  counts, failures and timings
 """
 
@@ -75,6 +76,9 @@ def main(
     workers: int = typer.Option(2, min=1, help="TeX worker processes"),
     seed: int = typer.Option(0, help="training seed"),
     val_seed: int = typer.Option(1, help="held-out seed: validation formulas, fonts and augmentation"),
+    hme_holdout: int = typer.Option(0, min=0, help="HME100K photos kept out of hme100k.jsonl and written to "
+                                    "hme100k_heldout.jsonl: unseen real photos for benchmarks (a model is only "
+                                    "measured fairly there when neither it nor a model it started from saw them)"),
 ) -> None:
     if seed == val_seed:
         raise typer.BadParameter("must differ from the training seed", param_hint="--val-seed")
@@ -161,10 +165,15 @@ def main(
                                    workers=workers, seed=seed + 21, on_item=lambda: progress.advance(task))
         summary["im2latex_recombined"] = _report("im2latex recombined", stats, time.perf_counter() - t0)
 
-    for name, manifest in (("hme100k", data / "hme100k" / "train.jsonl"),
-                           ("im2latex", data / "im2latex" / "train.jsonl")):
-        report = run_import(read_crop_manifest(manifest), out / f"{name}.jsonl", ORIGINS[name],
-                            paths="relative")
+    hme = list(read_crop_manifest(data / "hme100k" / "train.jsonl"))
+    held_photos = set(np.random.default_rng([val_seed, 100]).permutation(len(hme))[:hme_holdout].tolist())
+    imports = [("hme100k", [pair for i, pair in enumerate(hme) if i not in held_photos]),
+               ("im2latex", read_crop_manifest(data / "im2latex" / "train.jsonl"))]
+    if hme_holdout:
+        imports.append(("hme100k_heldout", [pair for i, pair in enumerate(hme) if i in held_photos]))
+    for name, pairs in imports:
+        origin = ORIGINS[name.removesuffix("_heldout")]
+        report = run_import(pairs, out / f"{name}.jsonl", origin, paths="relative")
         console.print(f"[bold]{name}[/] references: {report.written} written, {len(report.skipped)} skipped")
         for line in report.skipped[:5]:
             console.print(f"  skipped: {line}")
