@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import cv2
@@ -401,10 +401,7 @@ class _Writer:
         room = width - x - 2 * self.pad
         if ink.alpha.shape[1] > room:  # too wide for the column: shrink it to fit
             scale = room / ink.alpha.shape[1]
-            ink = _Ink(
-                _resize(ink.alpha, int(ink.alpha.shape[0] * scale), room), ink.colour, ink.latex, ink.kind,
-                ink.label,
-            )
+            ink = replace(ink, alpha=_resize(ink.alpha, int(ink.alpha.shape[0] * scale), room))
         elif label is None and self.rng.random() < 0.3:
             x = (width - ink.alpha.shape[1]) // 2 - self.pad
         pieces.append(self._formula_piece(ink, x))

@@ -150,11 +150,12 @@ def stretch(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(image, (max(2, round(width * factor)), height), interpolation=cv2.INTER_LINEAR)
 
 
-def elastic(image: np.ndarray, rng: np.random.Generator, amplitude: float, replicate: bool) -> np.ndarray:
-    """Move every pixel by a smooth random field of about `amplitude` px, varying over half the height: strokes
-    bend and symbols shift a little against each other, as another hand would write them."""
+def elastic(image: np.ndarray, rng: np.random.Generator, amplitude: float, replicate: bool,
+            cell: float | None = None) -> np.ndarray:
+    """Move every pixel by a smooth random field of about `amplitude` px, varying over `cell` px (default half
+    the height): strokes bend and symbols shift a little against each other, as another hand would write them."""
     height, width = image.shape
-    cell = max(4.0, height / 2)
+    cell = max(4.0, cell if cell is not None else height / 2)
     rows, cols = int(height / cell) + 2, int(width / cell) + 2
     dx = _full_size(rng.standard_normal((rows, cols), dtype=np.float32) * amplitude, height, width)
     dy = _full_size(rng.standard_normal((rows, cols), dtype=np.float32) * amplitude, height, width)

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from susik.data.compose import ComposedPage, FormulaCrop, PageComposer
+from susik.data.crop_augment import elastic
 from susik.data.corpus import FormulaSource, split_choice_label
 from susik.data.crops import CropDataset, restore_crohme
 from susik.data.manifest import ManifestWriter, PageSample
@@ -55,12 +56,8 @@ def _pseudo_handwriting(gray: np.ndarray, rng: np.random.Generator) -> np.ndarra
     Used for handwritten regions when no real handwriting is given, so a fresh install still makes every
     kind of page; the region's source says so.
     """
-    height, width = gray.shape
-    scale = max(height, 24) / 10
-    field = rng.normal(0, 1, (2, max(2, height // 12), max(2, width // 12))).astype(np.float32)
-    dx, dy = (cv2.resize(f, (width, height), interpolation=cv2.INTER_CUBIC) * scale * 0.35 for f in field)
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    warped = cv2.remap(gray, grid_x + dx, grid_y + dy, cv2.INTER_LINEAR, borderValue=255)
+    amplitude = max(gray.shape[0], 24) / 10 * 0.35
+    warped = elastic(gray, rng, amplitude, replicate=True, cell=12)  # the crop's white margin fills the edges
     kernel = np.ones((2, 2), np.uint8)
     return cv2.erode(warped, kernel) if rng.random() < 0.5 else warped
 
@@ -92,16 +89,16 @@ class _ChunkMaker:
                 if not usable:
                     break
                 formula, label, render = usable.pop()
-                crop = self._crop(render.image, render.latex, kind, rng, origins)
-                crops.append(crop._replace(label=label) if crop.kind == "printed" else crop)
+                crops.append(self._crop(render.image, render.latex, label, kind, rng, origins))
                 origins.add(formula.source)
             page = self.composer.compose(crops, rng, plan.conditions)
             pages.append((page, *self._provenance(origins)))
         return ChunkResult(pages, failures)
 
-    def _crop(self, printed: np.ndarray, latex: str, kind: str, rng, origins: set[str]) -> FormulaCrop:
+    def _crop(self, printed: np.ndarray, latex: str, label: str | None, kind: str, rng,
+              origins: set[str]) -> FormulaCrop:
         if kind == "printed":
-            return FormulaCrop(printed, latex, "printed")
+            return FormulaCrop(printed, latex, "printed", label)
         if self.handwriting is not None and len(self.handwriting):
             image, label = self.handwriting[int(rng.integers(len(self.handwriting)))]
             origins.add("handwriting")
