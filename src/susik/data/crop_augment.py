@@ -31,6 +31,8 @@ class AugmentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     untouched: float = Field(0.05, ge=0, le=1, description="leave the crop as it is (screenshots, scans)")
+    pen: float = Field(0.0, ge=0, le=1, description="given paper: redraw typeset ink as thin pen strokes")
+    pen_height: tuple[int, int] = Field((80, 120), description="crop height the pen strokes are drawn at, px")
     compose_on_paper: float = Field(0.9, ge=0, le=1, description="lift the ink and lay it on a paper texture")
     ruled: float = Field(0.35, ge=0, le=1, description="given paper: ruled or grid lines behind the formula")
     ink_blue: float = Field(0.3, ge=0, le=1, description="given paper: blue ballpoint instead of black")
@@ -71,6 +73,9 @@ class AugmentConfig(BaseModel):
         low, high = self.stretch_range
         if not 0 < low <= high:
             raise ValueError(f"stretch_range must be 0 < min <= max, got {self.stretch_range}")
+        low, high = self.pen_height
+        if not 8 <= low <= high:
+            raise ValueError(f"pen_height must be 8 <= min <= max, got {self.pen_height}")
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
             raise ValueError(f"jpeg_quality must be 1 <= min <= max <= 100, got {self.jpeg_quality}")
@@ -87,6 +92,11 @@ HANDWRITTEN = AugmentConfig(
     max_perspective=0.03, highlighter=0.05, shadow=0.1, blur=0.2, max_blur_sigma=1.0, resolution=0.3,
     min_scale=0.5, noise=0.5, max_noise_sigma=6.0, low_light=0.1, jpeg=0.4, jpeg_quality=(35, 95),
 )
+# Typeset formulas passed off as handwriting: pen strokes drawn along the glyphs' centre lines, then another
+# writer's slant, width and wobble. Gives the handwriting sources corpus-sized variety of content.
+# Thin lines have little ink to lose: pencil and dim light are rarer than for real handwriting.
+PEN = HANDWRITTEN.model_copy(update={"untouched": 0.0, "compose_on_paper": 0.9, "pen": 1.0, "stroke": 0.3,
+                                     "ink_pencil": 0.1, "low_light": 0.05})
 # Real phone photos (HME100K): already textured and lit; only re-photograph them, gently.
 PHOTO = AugmentConfig(
     untouched=0.2, compose_on_paper=0.0, stroke=0.0, slant=0.3, max_slant=0.15, stretch=0.3,
@@ -95,7 +105,7 @@ PHOTO = AugmentConfig(
     max_blur_sigma=0.8, resolution=0.2, min_scale=0.6, noise=0.3, max_noise_sigma=4.0, low_light=0.05,
     jpeg=0.3, jpeg_quality=(50, 95),
 )
-PRESETS: dict[str, AugmentConfig] = {"printed": PRINTED, "handwritten": HANDWRITTEN, "photo": PHOTO}
+PRESETS: dict[str, AugmentConfig] = {"printed": PRINTED, "handwritten": HANDWRITTEN, "pen": PEN, "photo": PHOTO}
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,41 @@ def pencil_grain(alpha: np.ndarray, rng: np.random.Generator, strength: float) -
     """Graphite leaves gaps: modulate coverage by fine multiplicative grain."""
     grain = 1.0 - strength * rng.random(alpha.shape, dtype=np.float32)
     return alpha * grain
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """One-pixel centre lines of a boolean mask (Zhang-Suen thinning, both sub-passes vectorised)."""
+    image = np.pad(mask.astype(np.uint8), 1)
+    while True:
+        changed = False
+        for second_pass in (False, True):
+            north, east, south, west = image[:-2, 1:-1], image[1:-1, 2:], image[2:, 1:-1], image[1:-1, :-2]
+            ring = [north, image[:-2, 2:], east, image[2:, 2:], south, image[2:, :-2], west, image[:-2, :-2]]
+            neighbours = sum(p.astype(np.int8) for p in ring)
+            transitions = sum(((a == 0) & (b == 1)).astype(np.int8) for a, b in zip(ring, ring[1:] + ring[:1]))
+            if second_pass:
+                corner = (north * east * west == 0) & (north * south * west == 0)
+            else:
+                corner = (north * east * south == 0) & (east * south * west == 0)
+            removable = (image[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & corner
+            if removable.any():
+                image[1:-1, 1:-1][removable] = 0
+                changed = True
+        if not changed:
+            return image[1:-1, 1:-1].astype(bool)
+
+
+def pen_strokes(alpha: np.ndarray, height: int) -> np.ndarray:
+    """Typeset ink redrawn as a pen would: scaled to `height`, thinned to centre lines, drawn 3 px wide.
+
+    Turns the stroke contrast and serifs of a font into the even line of a ballpoint (CROHME's look); the
+    writer steps after it (slant, width, wobble) then vary the glyph shapes.
+    """
+    scale = height / alpha.shape[0]
+    size = (max(2, round(alpha.shape[1] * scale)), height)
+    lines = skeleton(cv2.resize(alpha, size, interpolation=cv2.INTER_CUBIC) > 0.5).astype(np.float32)
+    pen = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    return np.clip(cv2.GaussianBlur(pen, (3, 3), 0.8) * 1.5, 0.0, 1.0)
 
 
 def slant(image: np.ndarray, shear: float, replicate: bool) -> np.ndarray:
@@ -322,6 +367,8 @@ def augment_crop(gray: np.ndarray, rng: np.random.Generator, config: AugmentConf
     image = ink_alpha(gray) if on_paper else gray.astype(np.float32)
     height = image.shape[0]
 
+    if on_paper and config.pen and rng.random() < config.pen:
+        image = pen_strokes(image, int(rng.integers(config.pen_height[0], config.pen_height[1] + 1)))
     if on_paper and rng.random() < config.stroke and config.max_stroke_px > 0:
         radius = int(rng.integers(1, config.max_stroke_px + 1))
         image = stroke_width(image, radius if rng.random() < 0.5 else -radius)
