@@ -100,9 +100,9 @@ class _ChunkMaker:
         if kind == "printed":
             return FormulaCrop(printed, latex, "printed", label)
         if self.handwriting is not None and len(self.handwriting):
-            image, label = self.handwriting[int(rng.integers(len(self.handwriting)))]
+            image, written = self.handwriting[int(rng.integers(len(self.handwriting)))]
             origins.add("handwriting")
-            return FormulaCrop(restore_crohme(image), label, "handwritten")
+            return FormulaCrop(restore_crohme(image), written, "handwritten")
         origins.add(PSEUDO_HANDWRITING)
         return FormulaCrop(_pseudo_handwriting(printed, rng), latex, "handwritten")
 
