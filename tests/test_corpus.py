@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from susik.data.corpus import TOPICS, FormulaSource, K12Generator, load_corpus, split_choice_label
+from susik.data.corpus import TOPICS, FormulaSource, K12Generator, load_corpus
 from susik.latex import tokenize
 from susik.latex.validity import compile_check
 
@@ -80,21 +80,3 @@ def test_formula_source_edges(tmp_path):
     empty.write_text("\n \n")
     with pytest.raises(ValueError, match="no formulas"):
         FormulaSource(np.random.default_rng(0), empty, generated_ratio=0.0).take(1)
-
-
-@pytest.mark.parametrize("line, label, rest", [
-    (r"\text { C. } 0<x<1", "C.", "0<x<1"),
-    (r"\text { (1) } S_{2}=64, \text { (2) } S_{3}=96", "(1)", r"S_{2}=64, \text { (2) } S_{3}=96"),
-    (r"\text { 1). } x", "1).", "x"),
-    (r"\text { I). } y=2", "I).", "y=2"),
-    (r"\text{A.}-\frac{1}{2}", "A.", r"-\frac{1}{2}"),
-])
-def test_split_choice_label_takes_a_leading_label_off(line, label, rest):
-    assert split_choice_label(line) == (label, rest)
-
-
-@pytest.mark.parametrize(
-    "line", [r"\text { D. }", r"\text { PA } x", r"\text { () } x", "x+1", r"f(x) \text { (1) }"]
-)
-def test_split_choice_label_leaves_other_lines_alone(line):
-    assert split_choice_label(line) == (None, line)

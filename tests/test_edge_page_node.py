@@ -1,5 +1,6 @@
-"""Page mode's geometry in JavaScript (serve/web/edge-page.js) against the Python it ports, under Node: the
-detector's input, its postprocessing, rectify and deskew, on generated images and maps."""
+"""Page mode in JavaScript (serve/web/edge-page.js, edge-core.js) against the Python it ports, under Node: the
+detector's input, its postprocessing, rectify and deskew, on generated images and maps, and the problem
+labels taken off readings."""
 
 import base64
 import json
@@ -13,6 +14,7 @@ import pytest
 from recognizer_helpers import draw_crop, random_text
 from shapely.geometry import Polygon
 
+from susik.latex.labels import split_reading_label
 from susik.pipeline import rectify
 from susik.results import Quad
 from susik.runtime import detector
@@ -24,6 +26,7 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js")
 HARNESS = """
 import { readFileSync } from "node:fs";
 import * as page from "./edge-page.js";
+import * as core from "./edge-core.js";
 const bytes = (text) => Buffer.from(text, "base64");
 const image = (c) => ({ data: Uint8ClampedArray.from(bytes(c.rgba)), width: c.width, height: c.height });
 const encode = (array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString("base64");
@@ -38,6 +41,7 @@ const run = {
     const r = page.rectify(image(c), c.quad);
     return { rgba: encode(r.data), width: r.width, height: r.height };
   },
+  label: (c) => core.splitReadingLabel(c.latex),
   deskew: (c) => {
     const r = page.deskew(image(c));
     return { rgba: encode(r.data), width: r.width, height: r.height };
@@ -195,3 +199,12 @@ def test_rectify_and_deskew_crop_as_the_server_does(node):
         assert np.abs(ours.astype(int) - theirs).max() <= 1 and (ours != theirs).mean() < 0.002
         turned += original is not None and not np.array_equal(theirs, original)
     assert turned >= 3  # the deskew cases did turn
+
+
+def test_problem_labels_come_off_readings_as_the_server_takes_them(node):
+    readings = [r"\text{1)}m=", r"\text { C. } 0<x<1", "(1)9v-2=46.42", r"( 2 ) \sin x", r"12 ) a\cdot b=", "(B) x>1",
+                "(1)", r"\text{D.}", "10)", "x+1", "(1)^{-1}", "(1)+(2)=3", r"(2)\cdot 3", r"(3)\times(4)", "1.5+x",
+                "(x)y", r"\text{PA}x", "(0)=2", " (3) \n y ", ""]
+    answers = node([{"op": "label", "latex": latex} for latex in readings])
+    assert [tuple(answer) for answer in answers] == [split_reading_label(latex) for latex in readings]
+    assert sum(answer[0] is not None for answer in answers) >= 9  # labels were found, not only left alone

@@ -91,3 +91,34 @@ def test_the_recognizer_reads_the_crop_quad_while_the_region_keeps_the_detected_
     (page,) = Pipeline(ContextDetector(), WidthRecognizer())([np.zeros((100, 100), np.uint8)])
     assert page.regions[0].latex == "60"  # the wide quad's width
     assert page.regions[0].quad.points[0] == (20, 20)
+
+
+class ScriptedRecognizer:
+    """Reads the n-th crop of a call as the n-th of its lines."""
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def __call__(self, crops):
+        return [Recognition(line, 0.7) for line, _ in zip(self.lines, crops)]
+
+
+def test_page_mode_keeps_a_problem_number_apart_and_drops_regions_that_hold_only_one():
+    class ThreeBoxDetector:
+        def __call__(self, images):
+            boxes = [((10, 10 + 30 * i), (60, 10 + 30 * i), (60, 30 + 30 * i), (10, 30 + 30 * i)) for i in range(3)]
+            return [PageDetections(0, tuple(Detection(Quad(b), b, "printed", 0.9) for b in boxes)) for _ in images]
+
+    image = np.zeros((120, 100), np.uint8)
+    page = Pipeline(ThreeBoxDetector(), ScriptedRecognizer([r"(1)x+1=2", r"\text{C.}", "y=2"]))([image])[0]
+    assert [(r.latex, r.label) for r in page.regions] == [("x+1=2", "(1)"), ("y=2", None)]
+    assert [r["label"] for r in page.to_json()["regions"]] == ["(1)", None]
+    assert page.regions[1].quad.points[0] == (10, 70)  # the label-only region went, not the one after it
+    whole = Pipeline(ThreeBoxDetector(), ScriptedRecognizer(["(1)x+1=2"] * 3), split_labels=False)([image])[0]
+    assert [r.latex for r in whole.regions] == ["(1)x+1=2"] * 3
+
+
+def test_crop_mode_keeps_the_reading_whole():
+    crop = np.zeros((30, 80), np.uint8)
+    page = Pipeline.for_crops(ScriptedRecognizer([r"\text{(2)}y=3"]))([crop])[0]
+    assert [(r.latex, r.label) for r in page.regions] == [(r"\text{(2)}y=3", None)]

@@ -81,7 +81,7 @@ def test_json_lines_per_image_with_errors_and_empty_pages(cli, tmp_path):
     assert (first["width"], first["height"], first["orientation"]) == (800, 600, 0)
     assert len(first["regions"]) == 2
     top = first["regions"][0]
-    assert set(top) == {"quad", "polygon", "latex", "confidence", "kind"}
+    assert set(top) == {"quad", "polygon", "latex", "confidence", "kind", "label"}
     quad = np.array(top["quad"])
     # the whole dark bar is the kernel here, so the quad is the bar grown by the unclip, clockwise from top-left
     (x0, y0), (x1, y1) = quad.min(axis=0), quad.max(axis=0)

@@ -9,6 +9,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from susik.latex.labels import split_reading_label
 from susik.results import Kind, Page, Quad, Recognition, Region
 
 
@@ -88,11 +89,12 @@ class Pipeline:
     crops of all images in one call instead: more throughput for many one-formula images, at that cost."""
 
     def __init__(self, detector: Detector, recognizer: Recognizer, orienter: Orienter | None = None,
-                 *, independent_pages: bool = True) -> None:
+                 *, independent_pages: bool = True, split_labels: bool = True) -> None:
         self.detector = detector
         self.recognizer = recognizer
         self.orienter = orienter
         self.independent_pages = independent_pages
+        self.split_labels = split_labels
 
     @classmethod
     def default(cls, threads: int | None = None) -> Pipeline:
@@ -105,8 +107,8 @@ class Pipeline:
 
     @classmethod
     def for_crops(cls, recognizer: Recognizer) -> Pipeline:
-        """A pipeline for images that are each one formula crop."""
-        return cls(WholeImageDetector(), recognizer)
+        """A pipeline for images that are each one formula crop: its reading is kept whole, label and all."""
+        return cls(WholeImageDetector(), recognizer, split_labels=False)
 
     def __call__(self, images: list[np.ndarray]) -> list[Page]:
         if not images:
@@ -123,12 +125,17 @@ class Pipeline:
         readings = iter(clock.time("recognize", lambda: self._read(crops, per_image)) if crops else [])
         pages = []
         for image, page in zip(images, found):
-            regions = tuple(
-                Region(d.quad, d.polygon, (reading := next(readings)).latex, reading.confidence, d.kind)
-                for d in page.detections
-            )
+            regions = []
+            for detection in page.detections:
+                reading = next(readings)
+                # A problem number read with its formula is text beside it (the annotation rule): keep it apart,
+                # and a region that held the number alone holds no formula.
+                label, latex = split_reading_label(reading.latex) if self.split_labels else (None, reading.latex)
+                if label is None or latex:
+                    regions.append(Region(detection.quad, detection.polygon, latex, reading.confidence,
+                                          detection.kind, label))
             height, width = image.shape[:2]
-            pages.append(Page(width, height, page.orientation, regions, clock.per_image(len(images))))
+            pages.append(Page(width, height, page.orientation, tuple(regions), clock.per_image(len(images))))
         return pages
 
     def _read(self, crops: list[np.ndarray], per_image: list[int]) -> list[Recognition]:

@@ -40,6 +40,7 @@ class Region:
     latex: str
     confidence: float
     kind: Kind
+    label: str | None = None  # a problem or choice label ("(1)", "C.") read with the formula, taken off its LaTeX
 
     def to_json(self) -> dict:
         return {
@@ -48,6 +49,7 @@ class Region:
             "latex": self.latex,
             "confidence": round(self.confidence, 4),
             "kind": self.kind,
+            "label": self.label,
         }
 
 

@@ -7,7 +7,6 @@ generator; the generator also supplies the very short formulas (`1`, `a`, `x^{2}
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,27 +22,6 @@ Topic = Literal[
 ]
 # fmt: on
 TOPICS: tuple[Topic, ...] = get_args(Topic)
-
-
-# An answer choice or problem label typeset at the start of a corpus line: `\text { C. } 0<x<1`,
-# `\text { (1) } ...`, `\text { 1) } ...`, `\text { I). } ...` (about 4% of the shared corpus).
-_LEADING_LABEL = re.compile(
-    r"^\\text\s*\{\s*(?P<label>[A-Ea-e][.)]|\([A-Ea-e1-9][0-9]?\)|[1-9][0-9]?[.)]\.?|I{1,3}\)\.?|IV\)\.?)\s*\}"
-    r"\s*(?P<rest>\S.*)$"
-)
-
-
-def split_choice_label(latex: str) -> tuple[str | None, str]:
-    """(label, formula) of a line that starts with an answer-choice or problem label, else (None, line).
-
-    On a worksheet that label is text beside the formula, not part of it: pages draw it as text and their
-    region (and its LaTeX) is the formula alone. Left in, the same `(1)` would be formula in some regions and
-    text in others, and a detector learns to swallow problem numbers.
-    """
-    found = _LEADING_LABEL.match(latex.strip())
-    if found is None:
-        return None, latex
-    return found["label"], found["rest"].strip()
 
 
 def load_corpus(path: str | Path) -> Iterator[str]:

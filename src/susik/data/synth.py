@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from susik.data.compose import ComposedPage, FormulaCrop, PageComposer
 from susik.data.crop_augment import elastic
-from susik.data.corpus import FormulaSource, split_choice_label
+from susik.data.corpus import FormulaSource
+from susik.latex.labels import split_typeset_label
 from susik.data.crops import CropDataset, restore_crohme
 from susik.data.manifest import ManifestWriter, PageSample
 from susik.data.render import RenderConfig, TexRenderer
@@ -77,7 +78,7 @@ class _ChunkMaker:
         kinds = [_region_kinds(plan, rng) for plan in plans]
         drawn = source.take(sum(len(k) for k in kinds) + 8)  # a few spares replace formulas TeX rejects
         # A leading answer-choice label ("C.", "(1)") is drawn as text beside its formula, outside the region.
-        split = [split_choice_label(f.latex) for f in drawn]
+        split = [split_typeset_label(f.latex) for f in drawn]
         rendered = self.renderer.render([latex for _, latex in split], rng)
         usable = [(f, label, r) for f, (label, _), r in zip(drawn, split, rendered, strict=True)
                   if r is not None]

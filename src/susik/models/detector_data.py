@@ -73,9 +73,10 @@ def _handwritten_pool(manifest: Path | None) -> list[tuple[Path, str]]:
 def _compose_chunk(task: _Task) -> list[dict]:
     """Compose and write the pages of one task; returns their manifest records."""
     from susik.data.compose import FormulaCrop, PageComposer
-    from susik.data.corpus import FormulaSource, split_choice_label
+    from susik.data.corpus import FormulaSource
     from susik.data.crops import restore_crohme
     from susik.data.render import TexRenderer
+    from susik.latex.labels import split_typeset_label
 
     config = task.config
     rng = np.random.default_rng([config.seed, task.index])
@@ -85,7 +86,7 @@ def _compose_chunk(task: _Task) -> list[dict]:
     wanted = sum(kind == "printed" for kinds in kinds_per_page for kind in kinds)
     # TeX rejects a few formulas: render spares so each page still gets its count. A leading answer-choice
     # label is drawn as text beside its formula, outside the region.
-    drawn = [split_choice_label(next(source).latex) for _ in range(wanted + wanted // 10 + 2)]
+    drawn = [split_typeset_label(next(source).latex) for _ in range(wanted + wanted // 10 + 2)]
     rendered = TexRenderer().render([latex for _, latex in drawn], rng)
     printed = iter([(label, r) for (label, _), r in zip(drawn, rendered, strict=True) if r is not None])
     composer = PageComposer()

@@ -95,6 +95,7 @@ class RegionOut(BaseModel):
     latex: str
     confidence: float
     kind: Literal["printed", "handwritten"]
+    label: str | None = Field(None, description="a problem or choice label read with the formula, e.g. (1)")
 
 
 class RecognizeOut(BaseModel):

@@ -415,3 +415,23 @@ export function detokenize(tokens) {
   const latex = join(tokens, " ");
   return tokens.includes(TEXT_SPACE) && isSpacedDialect(latex) ? join(tokens, TEXT_SPACE) : latex;
 }
+
+// --- susik.latex.labels.split_reading_label: a problem or choice label read with the formula ---
+
+const LABEL = String.raw`[A-Ea-e][.)]|\([A-Ea-e1-9][0-9]?\)|[1-9][0-9]?[.)]\.?|I{1,3}\)\.?|IV\)\.?`;
+const OPERAND_NEXT = String.raw`[\^_'=+\-*/<>,.)!|:;]|\\(?:cdot|times|div|pm|mp|le|leq|leqslant|ge|geq|geqslant|ne|neq)(?![A-Za-z])`;
+const LABEL_PATTERNS = [
+  new RegExp(String.raw`^\\text\s*\{\s*(?<label>${LABEL})\s*\}\s*(?<rest>.*)$`, "s"),
+  new RegExp(String.raw`^(?<label>[1-9][0-9]?\s*\))\s*(?<rest>.*)$`, "s"),
+  new RegExp(String.raw`^(?<label>\(\s*(?:[1-9][0-9]?|[A-E])\s*\))\s*(?<rest>(?!${OPERAND_NEXT}).*)$`, "s"),
+];
+
+// [label, formula] of a reading that starts with a label, else [null, latex]; the formula may be empty.
+export function splitReadingLabel(latex) {
+  const text = latex.trim();
+  for (const pattern of LABEL_PATTERNS) {
+    const found = pattern.exec(text);
+    if (found) return [found.groups.label.replace(/\s+/g, ""), found.groups.rest.trim()];
+  }
+  return [null, latex];
+}

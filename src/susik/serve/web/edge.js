@@ -151,7 +151,10 @@ export async function readPage(blob) {
   const regions = [];
   for (const [i, detection] of found.detections.entries()) {
     const reading = await recognize(m, prepare(m, upright[i]));
-    regions.push({ quad: detection.quad, polygon: detection.polygon, ...reading, kind: detection.kind });
+    // as susik.Pipeline: a problem number read with the formula is kept apart; alone, it is no formula
+    const [label, latex] = core.splitReadingLabel(reading.latex);
+    if (label !== null && !latex) continue;
+    regions.push({ quad: detection.quad, polygon: detection.polygon, ...reading, latex, kind: detection.kind, label });
   }
   const done = performance.now();
   return {
