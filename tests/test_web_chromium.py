@@ -74,3 +74,24 @@ def test_upload_see_regions_and_katex_then_correct_a_formula(server, browser, tm
         "the root was missing",
     )
     assert row.display_ms is not None and 0 < row.display_ms < 10_000
+
+
+def test_a_problem_number_read_with_a_formula_shows_beside_it(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings = Settings(data_dir=tmp_path / "data")
+    if find_katex(settings) is None:
+        pytest.skip("KaTeX not installed: run scripts/setup.sh (npm ci)")
+    app = create_app(settings, pipeline_factory=lambda _: fake_pipelines(latex=r"(1)x^{2}=4"))
+    photo = tmp_path / "page.jpg"
+    photo.write_bytes(sample_photo(800, 600))
+    with serve_in_thread(app) as url:
+        browser.get(url)
+        browser.find_element(By.ID, "photo").send_keys(str(photo))
+        WebDriverWait(browser, 10).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#formulas .formula .katex-html")) == 2)
+        labels = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .problem-label")
+        assert [(node.text, node.is_displayed()) for node in labels] == [("(1)", True)] * 2
+        sources = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .source")
+        assert [node.get_property("value") for node in sources] == ["x^{2}=4"] * 2

@@ -123,6 +123,9 @@ function show(page) {
     item.dataset.index = index;
     const rendered = item.querySelector(".rendered");
     const source = item.querySelector(".source");
+    const problem = item.querySelector(".problem-label");
+    problem.textContent = region.label ?? "";
+    problem.hidden = !region.label; // a problem number read with the formula, not part of its LaTeX
     source.value = region.latex;
     renderMath(region.latex, rendered);
     source.addEventListener("input", () => renderMath(source.value, rendered));
