@@ -201,7 +201,7 @@ def train_recognizer(
     sources = settings.data.sources
     if not sources:
         _fail(f"{config}: data.sources is empty: nothing to train on")
-    manifests = [source.manifest for source in sources]
+    manifests = list(dict.fromkeys(source.manifest for source in sources))  # one may feed two augmentations
     for path in [*manifests, *([settings.data.val_manifest] if settings.data.val_manifest else [])]:
         if not path.is_file():
             _fail(f"missing manifest {path} (see the config's header for how to make the data)")
