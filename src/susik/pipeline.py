@@ -86,7 +86,9 @@ class Pipeline:
     per image (with all of that image's crops), so an image's reading never depends on the other images of a
     batch: the int8 decoder scales its activations per call, and read in one call with other requests' crops,
     3% of 300 held-out crops read differently than alone (same accuracy). `independent_pages=False` reads the
-    crops of all images in one call instead: more throughput for many one-formula images, at that cost."""
+    crops of all images in one call instead: more throughput for many one-formula images, at that cost.
+    `split_labels` takes a problem or choice label ("(1)", "C.") that a region's reading starts with off its
+    LaTeX into `Region.label`, and drops regions that read as a label alone (the page mode; crops keep it)."""
 
     def __init__(self, detector: Detector, recognizer: Recognizer, orienter: Orienter | None = None,
                  *, independent_pages: bool = True, split_labels: bool = True) -> None:
