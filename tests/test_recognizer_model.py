@@ -83,7 +83,7 @@ def test_default_architecture_fits_the_size_budget():
     assert model.config.total_stride == (16, 16)
 
 
-@pytest.mark.parametrize("name", ["small", "tiny", "gpu", "cpu_stage7"])
+@pytest.mark.parametrize("name", ["small", "tiny", "gpu", "cpu_stage7", "cpu_stage8"])
 def test_bundled_training_configs_validate(name):
     config = load_config(REPO / "configs" / f"recognizer_{name}.yaml")
     model = Recognizer(config.model.model_copy(update={"vocab_size": 600}))

@@ -136,6 +136,29 @@ def test_page_crops_cut_each_quad_upright(tmp_path):
     assert image.mean() < 10  # the dark box, nothing of the white page around it
 
 
+def test_page_crops_margin_takes_in_some_page_and_repeats_itself_and_handwriting_loses_mbox(tmp_path):
+    page = np.full((200, 300, 3), 255, np.uint8)
+    cv2.rectangle(page, (50, 40), (170, 80), (0, 0, 0), -1)
+    cv2.imwrite(str(tmp_path / "p.png"), page)
+    quad = [[50, 40], [170, 40], [170, 80], [50, 80]]
+    region = {"quad": quad, "latex": r"\mbox { x } + 1", "kind": "handwritten"}
+    line = {"image": "p.png", "width": 300, "height": 200, "orientation": 0, "regions": [region] * 3,
+            "conditions": [], "source": "synth", "license": "CC0"}
+    (tmp_path / "pages.jsonl").write_text(json.dumps(line) + "\n")
+    shapes = []
+    for name in ("a", "b"):
+        write_page_crops(tmp_path / "pages.jsonl", tmp_path / name, height=16, margin=0.5)
+        images = [cv2.imread(str(tmp_path / name / f"images/p000000_r{r:02d}.png"), cv2.IMREAD_GRAYSCALE)
+                  for r in range(3)]
+        shapes.append([i.shape for i in images])
+        # white page shows around the box: a quad grows by up to half a line height on each side
+        assert max((i > 128).mean() for i in images) > 0.2
+    assert shapes[0] == shapes[1]  # same pages, same draws
+    labels = {c.latex for c in read_manifest(tmp_path / "a" / "manifest.jsonl")}
+    assert labels == {"x  + 1"}  # CROHME's \mbox wrapper taken off a handwritten label
+    assert len(set(shapes[0])) > 1  # each region draws its own margin
+
+
 # --- the tiny profile end to end --------------------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 Synthetic pages carry exact quads, so their rectified regions are recognizer training and validation crops
 photographed like the real thing (perspective, blur, shadows), not clean renderings. Crops inherit the
-page's conditions, source and licence; the region's kind and LaTeX stay with each crop.
+page's conditions, source and licence; the region's kind and LaTeX stay with each crop (a handwritten
+label without CROHME's `\\mbox` wrappers, as `susik.data.crops.write_restored_crohme` writes them).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
+from susik.data.crops import plain_handwritten_label
 from susik.data.manifest import (
     CropSample,
     ManifestError,
@@ -22,15 +25,19 @@ from susik.data.manifest import (
 )
 from susik.pipeline import rectify
 from susik.results import Quad
+from susik.runtime.detector import widen_quad
 from susik.runtime.image_io import load_image
 
 
-def write_page_crops(pages: Path, out: Path, *, height: int = 64,
+def write_page_crops(pages: Path, out: Path, *, height: int = 64, margin: float = 0.0,
                      on_page: Callable[[], None] = lambda: None) -> int:
     """Write `out/manifest.jsonl` + `out/images/` from the page manifest `pages`; returns the crop count.
 
-    `height` bounds the crop height at twice this (as at inference). File names follow page and region
-    order, so the same pages always give byte-identical crops."""
+    `height` bounds the crop height at twice this (as at inference). With `margin`, each quad first grows by
+    a random share in [0, margin) of its line height along and across (each drawn apart): the pipeline cuts
+    detected quads with a margin, and a detected quad is never exactly the true one. File names follow page
+    and region order and the draws are seeded by the page number, so the same pages always give
+    byte-identical crops."""
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
     with ManifestWriter(out / "manifest.jsonl") as writer:
@@ -38,12 +45,20 @@ def write_page_crops(pages: Path, out: Path, *, height: int = 64,
             if not isinstance(page, PageSample):
                 raise ManifestError(f"{pages}:{page_number + 1}: a crop, not a page")
             photo = load_image(image_path(pages, page))
+            rng = np.random.default_rng(page_number)
             for region_number, region in enumerate(page.regions):
-                crop = rectify(photo, Quad(region.quad), target_height=height)
+                quad = region.quad
+                if margin > 0:
+                    along, across = rng.uniform(0, margin, 2)
+                    grown = widen_quad(np.asarray(quad), along, across, (photo.shape[1], photo.shape[0]))
+                    quad = tuple((float(x), float(y)) for x, y in grown)
+                crop = rectify(photo, Quad(quad), target_height=height)
                 name = f"images/p{page_number:06d}_r{region_number:02d}.png"
                 if not cv2.imwrite(str(out / name), crop):
                     raise OSError(f"cannot write {out / name}")
-                writer.write(CropSample(image=name, latex=region.latex, kind=region.kind,
+                handwritten = region.kind == "handwritten"
+                latex = plain_handwritten_label(region.latex) if handwritten else region.latex
+                writer.write(CropSample(image=name, latex=latex, kind=region.kind,
                                         conditions=page.conditions, source=page.source, license=page.license))
             on_page()
     return writer.count

@@ -131,6 +131,8 @@ def crops_step(
     pages: Annotated[Path, typer.Argument(help="a page dataset folder or manifest (from `susik synth`)")],
     out: Annotated[Path, typer.Option(help="crop dataset folder: manifest.jsonl + images/")],
     height: Annotated[int, typer.Option(min=16, help="crops are at most twice this high")] = 64,
+    margin: Annotated[float, typer.Option(min=0, help="grow each quad by a random share of its line height "
+                                          "below this, as the pipeline widens detected quads")] = 0.0,
 ) -> None:
     """Cut every labelled formula of a page dataset into an upright crop (recognizer data)."""
     from susik.data.manifest import ManifestError, find_manifest
@@ -143,7 +145,8 @@ def crops_step(
         columns = (TextColumn("crops"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=_err, transient=True) as bar:
             task = bar.add_task("pages", total=total)
-            count = write_page_crops(manifest, out, height=height, on_page=lambda: bar.advance(task))
+            count = write_page_crops(manifest, out, height=height, margin=margin,
+                                     on_page=lambda: bar.advance(task))
     except (ManifestError, ImageLoadError, OSError, ValueError) as error:
         _fail(str(error).splitlines()[0])
     _out.print(f"{count} crops from {total} pages -> {out / 'manifest.jsonl'}")
