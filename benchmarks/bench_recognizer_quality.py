@@ -13,6 +13,12 @@ Sets (each skipped with a note when its manifest is missing):
   hme100k_heldout the photos `scripts/prepare_recognizer_data.py --hme-holdout N` kept out of training: unseen
                  real photos, but only for a model none of whose stages trained on them (not in the default list)
   synthetic_val  the frozen, augmented held-out set of scripts/prepare_recognizer_data.py
+  page_printed, page_handwritten
+                 the regions of held-out synthetic pages 0-199 cut from their true quads as the pipeline cuts
+                 them (photographed with the page, a margin around each; handwriting from CROHME 2013):
+                   susik release crops work/det/val/manifest_report.jsonl --out work/recdata/page_regions_val \
+                       --margin 0.1   # manifest_report.jsonl: the first 200 lines of the page manifest
+                 the end-to-end figure of bench_pipeline.py less what the detector loses
 
 `--predictions SET=FILE` scores a JSON-lines file of `{"image", "latex"}` (image as in the set's manifest)
 instead of running a model, e.g. the predictions.jsonl of `susik eval recognize`.
@@ -25,7 +31,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,26 +47,43 @@ console = Console(width=130)  # a full table in logs and pipes, not 80 columns
 Prepare = Callable[[np.ndarray], np.ndarray]
 
 
-def _sets(data: Path, synthetic_val: Path, hme_heldout: Path) -> dict[str, tuple[Path, Prepare | None]]:
+@dataclass(frozen=True)
+class EvalSet:
+    manifest: Path
+    prepare: Prepare | None = None
+    kind: str | None = None  # only the samples of this kind
+
+
+def _sets(data: Path, synthetic_val: Path, hme_heldout: Path, page_regions: Path) -> dict[str, EvalSet]:
     return {
-        "crohme2013": (data / "crohme" / "val2013.jsonl", restore_crohme),
-        "crohme_train": (data / "crohme" / "train.jsonl", restore_crohme),
-        "im2latex_val": (data / "im2latex" / "val.jsonl", None),
-        "hme100k_train": (data / "hme100k" / "train.jsonl", None),
-        "hme100k_heldout": (hme_heldout, None),
-        "synthetic_val": (synthetic_val, None),
+        "crohme2013": EvalSet(data / "crohme" / "val2013.jsonl", restore_crohme),
+        "crohme_train": EvalSet(data / "crohme" / "train.jsonl", restore_crohme),
+        "im2latex_val": EvalSet(data / "im2latex" / "val.jsonl"),
+        "hme100k_train": EvalSet(data / "hme100k" / "train.jsonl"),
+        "hme100k_heldout": EvalSet(hme_heldout),
+        "synthetic_val": EvalSet(synthetic_val),
+        "page_printed": EvalSet(page_regions, kind="printed"),
+        "page_handwritten": EvalSet(page_regions, kind="handwritten"),
     }
 
 
-def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None) -> tuple[list, list, list, int]:
-    """Images (None where unreadable), references and manifest image paths of the first `limit` samples."""
-    images, references, names, unreadable = [], [], [], 0
-    for index in range(min(len(dataset), limit or len(dataset))):
+def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None,
+          kind: str | None) -> tuple[list, list, list, int]:
+    """Images (None where unreadable), references and manifest image paths of the first `limit` samples (of
+    `kind`, when given)."""
+    images, references, names, unreadable, taken = [], [], [], 0, 0
+    for index in range(len(dataset)):
+        if limit is not None and taken >= limit:
+            break
         try:
             record = dataset.record(index)
         except CropReadError:
             unreadable += 1
+            taken += 1
             continue
+        if kind is not None and record.kind != kind:
+            continue
+        taken += 1
         try:
             image, _ = dataset[index]
             images.append(prepare(image) if prepare else image)
@@ -110,18 +133,20 @@ def _peak_rss_mib() -> float:
 def main(
     model: str = typer.Option("recognizer", help="bundled model name, model folder or record.json"),
     predictions: list[str] = typer.Option([], help="SET=FILE: score this predictions file instead of a model"),
-    sets: str = typer.Option("crohme2013,crohme_train,im2latex_val,hme100k_train,synthetic_val",
-                             help="comma-separated"),
+    sets: str = typer.Option("crohme2013,crohme_train,im2latex_val,hme100k_train,synthetic_val,page_printed,"
+                             "page_handwritten", help="comma-separated"),
     data: Path = typer.Option(Path("/work/shared/data"), help="the shared real data"),
     synthetic_val: Path = typer.Option(Path("work/recdata/synthetic_val/manifest.jsonl")),
     hme_heldout: Path = typer.Option(Path("work/recdata/hme100k_heldout.jsonl"),
                                      help="photos kept out by prepare_recognizer_data.py --hme-holdout"),
+    page_regions: Path = typer.Option(Path("work/recdata/page_regions_val/manifest.jsonl"),
+                                      help="regions cut from held-out synthetic pages (see above)"),
     limit: int | None = typer.Option(None, min=1, help="first N samples of each set"),
     threads: int = typer.Option(2, min=1, help="ONNX Runtime intra-op threads"),
     batch: int = typer.Option(16, min=1),
     out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
 ) -> None:
-    available = _sets(data, synthetic_val, hme_heldout)
+    available = _sets(data, synthetic_val, hme_heldout, page_regions)
     chosen = [name.strip() for name in sets.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in available]
     if unknown:
@@ -154,11 +179,13 @@ def main(
         table.add_column(column, justify="left" if column == "set" else "right")
     report: dict = {"model": model if recognizer else None, "load_seconds": round(load_seconds, 2), "sets": {}}
     for name in chosen:
-        manifest, prepare = available[name]
+        chosen_set = available[name]
+        manifest = chosen_set.manifest
         if not manifest.is_file():
             console.print(f"[yellow]skipped {name}: {manifest} not found[/]")
             continue
-        images, references, names, unreadable = _load(CropDataset(manifest), limit, prepare)
+        images, references, names, unreadable = _load(CropDataset(manifest), limit, chosen_set.prepare,
+                                                      chosen_set.kind)
         seconds = None
         if name in given:
             table_of = _read_predictions(given[name])
