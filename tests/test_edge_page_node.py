@@ -14,7 +14,7 @@ import pytest
 from recognizer_helpers import draw_crop, random_text
 from shapely.geometry import Polygon
 
-from susik.latex.labels import split_reading_label
+from susik.latex.labels import split_reading_label, strip_sentence_punctuation
 from susik.pipeline import rectify
 from susik.results import Quad
 from susik.runtime import detector
@@ -42,6 +42,7 @@ const run = {
     return { rgba: encode(r.data), width: r.width, height: r.height };
   },
   label: (c) => core.splitReadingLabel(c.latex),
+  punctuation: (c) => core.stripSentencePunctuation(c.latex),
   deskew: (c) => {
     const r = page.deskew(image(c));
     return { rgba: encode(r.data), width: r.width, height: r.height };
@@ -208,3 +209,11 @@ def test_problem_labels_come_off_readings_as_the_server_takes_them(node):
     answers = node([{"op": "label", "latex": latex} for latex in readings])
     assert [tuple(answer) for answer in answers] == [split_reading_label(latex) for latex in readings]
     assert sum(answer[0] is not None for answer in answers) >= 9  # labels were found, not only left alone
+
+
+def test_sentence_punctuation_comes_off_readings_as_the_server_takes_it_off(node):
+    readings = ["A^c,", r"\sqrt{x^2+6} ,", r"l:y=kx+\sqrt{2}.", "x=1;", "1,2,3,...", r"a\;", r"x\,", ",", "",
+                "x_{1}, x_{2}", r"\{1,2\}.", "y=2\n.", "f(x)"]
+    answers = node([{"op": "punctuation", "latex": latex} for latex in readings])
+    assert answers == [strip_sentence_punctuation(latex) for latex in readings]
+    assert sum(answer != latex for answer, latex in zip(answers, readings)) == 6

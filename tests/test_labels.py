@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from susik.latex.labels import split_reading_label, split_typeset_label
+from susik.latex.labels import split_reading_label, split_typeset_label, strip_sentence_punctuation
 
 
 @pytest.mark.parametrize("line, label, rest", [
@@ -47,3 +47,19 @@ def test_split_reading_label_takes_typeset_and_bare_labels_off(reading, label, r
 ])
 def test_split_reading_label_leaves_formulas_alone(reading):
     assert split_reading_label(reading) == (None, reading)
+
+
+@pytest.mark.parametrize("reading, formula", [
+    ("A^c,", "A^c"),
+    (r"\sqrt{x^2+6} , ", r"\sqrt{x^2+6}"),
+    (r"l:y=kx+\sqrt{2}.", r"l:y=kx+\sqrt{2}"),
+    ("x=1;", "x=1"),
+    (r"\{1,2\}.", r"\{1,2\}"),
+    ("1,2,3,...", "1,2,3,..."),  # an ellipsis is the formula's
+    (r"a\;", r"a\;"),  # a space command, not punctuation
+    (r"x\,", r"x\,"),
+    ("x_{1}, x_{2}", "x_{1}, x_{2}"),
+    (",", ","),  # nothing would be left
+])
+def test_strip_sentence_punctuation_takes_only_the_sentence_end(reading, formula):
+    assert strip_sentence_punctuation(reading) == formula

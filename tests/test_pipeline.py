@@ -110,12 +110,12 @@ def test_page_mode_keeps_a_problem_number_apart_and_drops_regions_that_hold_only
             return [PageDetections(0, tuple(Detection(Quad(b), b, "printed", 0.9) for b in boxes)) for _ in images]
 
     image = np.zeros((120, 100), np.uint8)
-    page = Pipeline(ThreeBoxDetector(), ScriptedRecognizer([r"(1)x+1=2", r"\text{C.}", "y=2"]))([image])[0]
+    page = Pipeline(ThreeBoxDetector(), ScriptedRecognizer([r"(1)x+1=2,", r"\text{C.}", "y=2"]))([image])[0]
     assert [(r.latex, r.label) for r in page.regions] == [("x+1=2", "(1)"), ("y=2", None)]
     assert [r["label"] for r in page.to_json()["regions"]] == ["(1)", None]
     assert page.regions[1].quad.points[0] == (10, 70)  # the label-only region went, not the one after it
-    whole = Pipeline(ThreeBoxDetector(), ScriptedRecognizer(["(1)x+1=2"] * 3), split_labels=False)([image])[0]
-    assert [r.latex for r in whole.regions] == ["(1)x+1=2"] * 3
+    whole = Pipeline(ThreeBoxDetector(), ScriptedRecognizer(["(1)x+1=2,"] * 3), split_labels=False)([image])[0]
+    assert [r.latex for r in whole.regions] == ["(1)x+1=2,"] * 3
 
 
 def test_crop_mode_keeps_the_reading_whole():

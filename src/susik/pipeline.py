@@ -9,7 +9,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from susik.latex.labels import split_reading_label
+from susik.latex.labels import split_reading_label, strip_sentence_punctuation
 from susik.results import Kind, Page, Quad, Recognition, Region
 
 
@@ -88,7 +88,8 @@ class Pipeline:
     3% of 300 held-out crops read differently than alone (same accuracy). `independent_pages=False` reads the
     crops of all images in one call instead: more throughput for many one-formula images, at that cost.
     `split_labels` takes a problem or choice label ("(1)", "C.") that a region's reading starts with off its
-    LaTeX into `Region.label`, and drops regions that read as a label alone (the page mode; crops keep it)."""
+    LaTeX into `Region.label`, drops regions that read as a label alone, and drops the sentence's comma or full
+    stop a reading ends with (the page mode; crops keep their readings whole)."""
 
     def __init__(self, detector: Detector, recognizer: Recognizer, orienter: Orienter | None = None,
                  *, independent_pages: bool = True, split_labels: bool = True) -> None:
@@ -131,8 +132,10 @@ class Pipeline:
             for detection in page.detections:
                 reading = next(readings)
                 # A problem number read with its formula is text beside it (the annotation rule): keep it apart,
-                # and a region that held the number alone holds no formula.
-                label, latex = split_reading_label(reading.latex) if self.split_labels else (None, reading.latex)
+                # and a region that held the number alone holds no formula. So is the sentence's punctuation.
+                label, latex = None, reading.latex
+                if self.split_labels:
+                    label, latex = split_reading_label(strip_sentence_punctuation(reading.latex))
                 if label is None or latex:
                     regions.append(Region(detection.quad, detection.polygon, latex, reading.confidence,
                                           detection.kind, label))

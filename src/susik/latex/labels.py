@@ -1,8 +1,10 @@
-"""Answer-choice and problem labels ("C.", "(1)", "1)") at the start of a formula's LaTeX.
+"""Text read with a formula: answer-choice and problem labels ("C.", "(1)", "1)") at its start, a sentence's
+comma or full stop at its end.
 
 On a worksheet such a label is text beside the formula, not part of it (the annotation guide's rule). The
 corpus carries it typeset, `\\text { C. } 0<x<1`; a reading of a region that took the problem number in with
-the formula starts with it, typeset or bare: `\\text{1)}m=`, `(1)9v-2=46.42`, `2)6\\frac{...}`.
+the formula starts with it, typeset or bare: `\\text{1)}m=`, `(1)9v-2=46.42`, `2)6\\frac{...}`. A region that
+reached past the formula's end reads the sentence's punctuation too: `A^c,`, `\\sqrt{x^2+6},`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ _TYPESET = re.compile(rf"^\\text\s*\{{\s*(?P<label>{_LABEL})\s*\}}\s*(?P<rest>.*
 _BARE_CLOSING = re.compile(r"^(?P<label>[1-9][0-9]?\s*\))\s*(?P<rest>.*)$", re.DOTALL)
 # "(1) ..." is a label unless what follows makes it a factor or an operand: (1)^2, (1)+(2), (1)=1.
 _OPERAND_NEXT = r"[\^_'=+\-*/<>,.)!|:;]|\\(?:cdot|times|div|pm|mp|le|leq|leqslant|ge|geq|geqslant|ne|neq)(?![A-Za-z])"
+# A formula, then one comma, full stop or semicolon: not after another stop (an ellipsis, `1,2,...`) or a
+# backslash (the spaces `\,` and `\;`).
+_SENTENCE_END = re.compile(r"^(?P<formula>.*[^\s.\\])\s*[,.;]\s*$", re.DOTALL)
 _BARE_PARENS = re.compile(rf"^(?P<label>\(\s*(?:[1-9][0-9]?|[A-E])\s*\))\s*(?P<rest>(?!{_OPERAND_NEXT}).*)$",
                           re.DOTALL)
 
@@ -37,3 +42,9 @@ def split_reading_label(latex: str) -> tuple[str | None, str]:
         if found is not None:
             return re.sub(r"\s+", "", found["label"]), found["rest"].strip()
     return None, latex
+
+
+def strip_sentence_punctuation(latex: str) -> str:
+    """A reading without the comma, full stop or semicolon of the sentence it ends in: `A^c,` -> `A^c`."""
+    found = _SENTENCE_END.match(latex)
+    return found["formula"] if found else latex

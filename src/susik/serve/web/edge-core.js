@@ -426,6 +426,15 @@ const LABEL_PATTERNS = [
   new RegExp(String.raw`^(?<label>\(\s*(?:[1-9][0-9]?|[A-E])\s*\))\s*(?<rest>(?!${OPERAND_NEXT}).*)$`, "s"),
 ];
 
+// --- and strip_sentence_punctuation: a sentence's comma, full stop or semicolon read after it ---
+
+const SENTENCE_END = /^(?<formula>.*[^\s.\\])\s*[,.;]\s*$/s;
+
+export function stripSentencePunctuation(latex) {
+  const found = SENTENCE_END.exec(latex);
+  return found ? found.groups.formula : latex;
+}
+
 // [label, formula] of a reading that starts with a label, else [null, latex]; the formula may be empty.
 export function splitReadingLabel(latex) {
   const text = latex.trim();

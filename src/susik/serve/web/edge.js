@@ -151,8 +151,9 @@ export async function readPage(blob) {
   const regions = [];
   for (const [i, detection] of found.detections.entries()) {
     const reading = await recognize(m, prepare(m, upright[i]));
-    // as susik.Pipeline: a problem number read with the formula is kept apart; alone, it is no formula
-    const [label, latex] = core.splitReadingLabel(reading.latex);
+    // as susik.Pipeline: a problem number read with the formula is kept apart; alone, it is no formula;
+    // the sentence's punctuation after it goes
+    const [label, latex] = core.splitReadingLabel(core.stripSentencePunctuation(reading.latex));
     if (label !== null && !latex) continue;
     regions.push({ quad: detection.quad, polygon: detection.polygon, ...reading, latex, kind: detection.kind, label });
   }
