@@ -58,6 +58,7 @@ MUST_BE_EQUAL = [
     (r"\hspace{1cm} x", "x"),
     (r"R_g\ltq^{-1}\ltl_0", r"R_g < q^{-1} < l_0"),  # CROHME labels that lost a space after \lt
     (r"a\gtMb", r"a > M b"),
+    (r"\dfrac{1}{x}+\dbinom{n}{k}", r"\frac 1x+\binom nk"),  # display style, as susik reads formulas
 ]
 
 
@@ -72,6 +73,7 @@ MUST_STAY_DIFFERENT = [
     (r"\leq", r"\leqslant"),
     (r"{-}1", r"-1"),
     (r"\frac{a}{b}", r"\frac{b}{a}"),
+    (r"\tfrac{a}{b}", r"\frac{a}{b}"),  # text style is smaller
     (r"x^{10}", r"x^1 0"),
     (r"\sqrt{x}", r"\sqrt{x}2"),
     (r"\text{if x}", r"\text{ifx}"),

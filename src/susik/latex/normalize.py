@@ -4,7 +4,9 @@ What it does, and why each is safe:
 - spacing commands (`\\,` `\\;` `\\quad` `~` `\\hspace{..}` ...) in math mode are dropped: they move glyphs, never
   change them;
 - `\\left` / `\\right` / `\\big`-family sizing is dropped, keeping the delimiter (`\\left.` disappears);
-- `\\limits` and `\\displaystyle` are dropped: susik renders and reads formulas in display style;
+- `\\limits` and `\\displaystyle` are dropped, and `\\dfrac` / `\\dbinom` are `\\frac` / `\\binom`: susik renders and
+  reads formulas in display style, where they are the same (in a script `\\dfrac` stays large: a difference
+  of style, as a formula's size is);
 - synonyms with one glyph are unified (`\\lt`→`<`, `\\le`→`\\leq`, `\\to`→`\\rightarrow`, `\\lbrace`→`\\{`,
   `\\not=`→`\\neq`, `\\operatorname{sin}`→`\\sin`, `^{\\prime}`→`'` ...);
 - braces: a command's arguments are always braced (`\\frac 1x`→`\\frac{1}{x}`); a script is braced only when it
@@ -37,7 +39,7 @@ SYNONYMS = {
     r"\gets": r"\leftarrow", r"\lbrace": r"\{", r"\rbrace": r"\}", r"\lbrack": "[", r"\rbrack": "]",
     r"\vert": "|", r"\Vert": r"\|", r"\land": r"\wedge", r"\lor": r"\vee", r"\lnot": r"\neg",
     r"\owns": r"\ni", r"\dag": r"\dagger", r"\sp": "^", r"\sb": "_", r"\bot": r"\perp",
-    r"\implies": r"\Longrightarrow",
+    r"\implies": r"\Longrightarrow", r"\dfrac": r"\frac", r"\dbinom": r"\binom",
 }
 # Some CROHME labels lost the space after `\lt`/`\gt` (`R_g\ltq^{-1}`: 3 of the 671 CROHME 2013 labels); a
 # glued word that is no real command is split back (`\ltq` -> `<` `q`).
