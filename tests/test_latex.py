@@ -59,6 +59,7 @@ MUST_BE_EQUAL = [
     (r"R_g\ltq^{-1}\ltl_0", r"R_g < q^{-1} < l_0"),  # CROHME labels that lost a space after \lt
     (r"a\gtMb", r"a > M b"),
     (r"\dfrac{1}{x}+\dbinom{n}{k}", r"\frac 1x+\binom nk"),  # display style, as susik reads formulas
+    (r"S_{n} \text {, } \text { 2] }", "S_n,2]"),  # digits and punctuation look the same in text
 ]
 
 
@@ -74,6 +75,8 @@ MUST_STAY_DIFFERENT = [
     (r"{-}1", r"-1"),
     (r"\frac{a}{b}", r"\frac{b}{a}"),
     (r"\tfrac{a}{b}", r"\frac{a}{b}"),  # text style is smaller
+    (r"\text{PA}", "PA"),  # upright letters, not italic
+    (r"\text{1-2}", "1-2"),  # a hyphen, not a minus
     (r"x^{10}", r"x^1 0"),
     (r"\sqrt{x}", r"\sqrt{x}2"),
     (r"\text{if x}", r"\text{ifx}"),

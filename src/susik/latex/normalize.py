@@ -7,6 +7,7 @@ What it does, and why each is safe:
 - `\\limits` and `\\displaystyle` are dropped, and `\\dfrac` / `\\dbinom` are `\\frac` / `\\binom`: susik renders and
   reads formulas in display style, where they are the same (in a script `\\dfrac` stays large: a difference
   of style, as a formula's size is);
+- `\\text{...}` holding only digits and punctuation is unwrapped: they look the same in text and math;
 - synonyms with one glyph are unified (`\\lt`→`<`, `\\le`→`\\leq`, `\\to`→`\\rightarrow`, `\\lbrace`→`\\{`,
   `\\not=`→`\\neq`, `\\operatorname{sin}`→`\\sin`, `^{\\prime}`→`'` ...);
 - braces: a command's arguments are always braced (`\\frac 1x`→`\\frac{1}{x}`); a script is braced only when it
@@ -69,6 +70,9 @@ OPERATORS = frozenset({
     r"\leq", r"\geq", r"\neq", r"\approx", r"\equiv", r"\sim", r"\in", r"\notin", r"\subset", r"\subseteq",
     r"\cup", r"\cap", r"\rightarrow", r"\Rightarrow", r"\leftarrow", r"\mid", r"\circ", r"\wedge", r"\vee",
 })
+# Typeset upright in text as in math, from the same font: `\text{2]}` is `2]`. (Letters are upright in text,
+# italic in math; a text hyphen is shorter than a minus; `<` `>` in a text font are other glyphs.)
+TEXT_AS_MATH = frozenset("0123456789()[],.;:!?/")
 # Inside a group these act until its end; the braces are their scope.
 SCOPED = frozenset({
     r"\over", r"\choose", r"\atop", r"\bf", r"\rm", r"\it", r"\cal", r"\sf", r"\tt", r"\textstyle",
@@ -174,6 +178,8 @@ class _Normalizer:
             return [token, "{", *argument, "}"]
         if token in TEXT_COMMANDS:
             argument = [t for t in self._argument_raw() if t not in ("~",)]
+            if all(t in TEXT_AS_MATH or t == TEXT_SPACE for t in argument):
+                return [t for t in argument if t != TEXT_SPACE]
             return [token, "{", *argument, "}"]
         if token in ONE_ARGUMENT:
             return [token, "{", *self._argument(), "}"]
