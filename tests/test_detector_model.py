@@ -213,3 +213,16 @@ def test_page_cache_keeps_choice_labels_out_of_regions(tmp_path):
     manifest = generate_pages(config, tmp_path / "cache")
     latex = {r["latex"] for line in manifest.read_text().splitlines() for r in json.loads(line)["regions"]}
     assert latex and latex <= {"x+1", "y=3"}
+
+
+def test_page_licence_names_every_source_with_its_licence(tmp_path):
+    from susik.data.synth import CORPUS_LICENSE, GENERATED_LICENSE
+    from susik.models.detector_data import GenerateConfig, license_note
+
+    handwriting = tmp_path / "train.jsonl"
+    handwriting.write_text(json.dumps({"image": "a.png", "latex": "x", "license": "CC BY-NC-SA 3.0"}) + "\n")
+    note = license_note(GenerateConfig(corpus=tmp_path / "corpus.txt", generated_ratio=0.5, handwritten=handwriting))
+    assert GENERATED_LICENSE in note and CORPUS_LICENSE in note and "train.jsonl: CC BY-NC-SA 3.0" in note
+    only_generated = license_note(GenerateConfig())
+    assert GENERATED_LICENSE in only_generated and CORPUS_LICENSE not in only_generated
+    assert "handwriting" not in only_generated

@@ -26,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from susik.data.geometry import rotate_quarter_points
 from susik.runtime.detector import MAP_STRIDE, MEAN, STD, offset_polygon, shrink_distance
 
-LICENSE_NOTE = "synthetic pages: printed formulas rendered from the corpus/K-12 generator; handwriting from {hw}"
 
 
 class GenerateConfig(BaseModel):
@@ -56,6 +55,24 @@ class _Task:
     plans: tuple  # tuple[PagePlan, ...]
     first: int  # number of the task's first page
     out: Path
+
+
+def license_note(config: GenerateConfig) -> str:
+    """A cached page's licence: every source its formulas may come from, each with its own licence (a crop cut
+    from the page carries it into the recognizer's model card)."""
+    from susik.data.synth import CORPUS_LICENSE, GENERATED_LICENSE
+
+    generated = config.corpus is None or config.generated_ratio > 0
+    from_corpus = config.corpus is not None and config.generated_ratio < 1
+    printed = [GENERATED_LICENSE] * generated + [CORPUS_LICENSE] * from_corpus
+    note = "synthetic pages; printed: " + "; ".join(printed)
+    if config.handwritten is None:
+        return note
+    licences = set()
+    for line in config.handwritten.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            licences.add(json.loads(line).get("license") or "licence not given")
+    return f"{note}; handwriting from {config.handwritten.name}: {'; '.join(sorted(licences))}"
 
 
 def _handwritten_pool(manifest: Path | None) -> list[tuple[Path, str]]:
@@ -90,6 +107,7 @@ def _compose_chunk(task: _Task) -> list[dict]:
     rendered = TexRenderer().render([latex for _, latex in drawn], rng)
     printed = iter([(label, r) for (label, _), r in zip(drawn, rendered, strict=True) if r is not None])
     composer = PageComposer()
+    licence = license_note(config)
     records = []
     for offset, (plan, kinds) in enumerate(zip(task.plans, kinds_per_page, strict=True)):
         crops = []
@@ -113,7 +131,7 @@ def _compose_chunk(task: _Task) -> list[dict]:
         records.append({
             "image": name, "width": width, "height": height, "orientation": page.orientation,
             "regions": regions, "conditions": list(page.conditions) or ["clean"], "source": "susik-synth-pages",
-            "license": LICENSE_NOTE.format(hw=config.handwritten.name if config.handwritten else "none"),
+            "license": licence,
         })
     return records
 
