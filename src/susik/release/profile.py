@@ -81,6 +81,8 @@ class ReleaseProfile(_Strict):
 
     synth: SynthSets
     crop_height: int = Field(64, ge=16, description="crops are at most twice this high, as at inference")
+    crop_margin: float = Field(0.0, ge=0, le=1, description="each quad grows by a random share of its line height "
+                               "below this before it is cut, as the pipeline widens a detection")
     imports: dict[str, ImportSet] = Field(min_length=1)
     corrections: Corrections
     recognizer: RecognizerPlan
