@@ -27,7 +27,6 @@ from susik.data.geometry import rotate_quarter_points
 from susik.runtime.detector import MAP_STRIDE, MEAN, STD, offset_polygon, shrink_distance
 
 
-
 class GenerateConfig(BaseModel):
     """How the page cache is made."""
 
