@@ -54,6 +54,7 @@ class _Task:
     plans: tuple  # tuple[PagePlan, ...]
     first: int  # number of the task's first page
     out: Path
+    licence: str  # license_note(config), read once for all tasks
 
 
 def license_note(config: GenerateConfig) -> str:
@@ -106,7 +107,6 @@ def _compose_chunk(task: _Task) -> list[dict]:
     rendered = TexRenderer().render([latex for _, latex in drawn], rng)
     printed = iter([(label, r) for (label, _), r in zip(drawn, rendered, strict=True) if r is not None])
     composer = PageComposer()
-    licence = license_note(config)
     records = []
     for offset, (plan, kinds) in enumerate(zip(task.plans, kinds_per_page, strict=True)):
         crops = []
@@ -130,7 +130,7 @@ def _compose_chunk(task: _Task) -> list[dict]:
         records.append({
             "image": name, "width": width, "height": height, "orientation": page.orientation,
             "regions": regions, "conditions": list(page.conditions) or ["clean"], "source": "susik-synth-pages",
-            "license": licence,
+            "license": task.licence,
         })
     return records
 
@@ -174,8 +174,9 @@ def generate_pages(config: GenerateConfig, out: Path, on_page: Callable[[int], N
     spec = load_spec(config.spec)
     plans = plan_pages(spec.pages, config.n, np.random.default_rng([config.seed, 1 << 20]))
     (out / "images").mkdir(parents=True, exist_ok=True)
+    licence = license_note(config)
     tasks = [
-        _Task(config, index, tuple(plans[start : start + config.chunk]), start, out)
+        _Task(config, index, tuple(plans[start : start + config.chunk]), start, out, licence)
         for index, start in enumerate(range(0, len(plans), config.chunk))
     ]
     manifest = out / "manifest.jsonl"
