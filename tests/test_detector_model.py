@@ -10,8 +10,17 @@ import torch
 
 from susik.eval.detect_match import polygon_iou
 from susik.models.detector import DetectorConfig, FormulaDetector, count_parameters
-from susik.models.detector_data import PageRecord, SampleConfig, draw_targets, make_sample, read_pages
+from susik.models.detector_data import (
+    PageRecord,
+    SampleConfig,
+    draw_targets,
+    end_zones,
+    make_sample,
+    read_pages,
+)
 from susik.models.train_detector import (
+    Batch,
+    LossWeights,
     TrainDetectorConfig,
     detector_loss,
     learning_rate,
@@ -38,13 +47,43 @@ def test_forward_shapes_and_size_of_the_default_net():
 def test_targets_round_trip_through_postprocessing():
     quad = np.array([[40, 60], [240, 60], [240, 84], [40, 84]], float)
     tilted = np.array([[30, 150], [200, 120], [204, 150], [34, 180]], float)
-    kernel, mask, hand, kind_mask = draw_targets([quad, tilted], (False, True), 256, 0.5)
+    kernel, mask, hand, kind_mask, _ = draw_targets([quad, tilted], (False, True), 256, 0.5)
     assert mask.all() and kind_mask.sum() > kernel.sum() > 0
     page = postprocess(kernel, hand, np.eye(4)[0], 1.0, (256, 256), DetectParams())
     assert len(page.detections) == 2
     for detection, truth, kind in zip(page.detections, [quad, tilted], ["printed", "handwritten"], strict=True):
         assert polygon_iou(detection.quad.points, truth) > 0.85
         assert detection.kind == kind
+
+
+def test_end_zones_cover_each_end_of_a_tilted_formula():
+    along = np.array([np.cos(0.3), np.sin(0.3)])
+    across = np.array([-along[1], along[0]])
+    start = np.array([50.0, 40.0])
+    quad = np.array([start, start + 200 * along, start + 200 * along + 20 * across, start + 20 * across])
+    zones = end_zones(quad)
+    assert len(zones) == 2
+    spans = sorted(((zone - start) @ along).min().round(3) for zone in zones)
+    widths = [np.ptp((zone - start) @ along).round(3) for zone in zones]
+    assert spans == [-10.0, 180.0] and widths == [30.0, 30.0]  # a line height in, half a line height out
+    assert all(np.ptp((zone - start) @ across).round(3) == 20.0 for zone in zones)
+
+
+def test_end_weight_makes_a_missed_formula_end_cost_more():
+    quad = np.array([[8, 24], [120, 24], [120, 40], [8, 40]], float)
+    kernel, mask, hand, kind_mask, ends = draw_targets([quad], (False,), 128, 0.5)
+    assert ends[:, :10].sum() > 0 and ends[:, 25:50].sum() == 0  # near the start, not in the middle
+    logits = torch.from_numpy(np.where(kernel > 0, 4.0, -4.0).astype(np.float32))
+    logits[:, :10] = -4.0  # the kernel misses the formula's first glyph
+    batch = Batch(torch.zeros(1, 3, 128, 128), *(torch.from_numpy(m[None]) for m in (kernel, mask, hand, kind_mask, ends)),
+                  torch.tensor([0]))
+    maps = torch.stack([logits, torch.zeros_like(logits)])[None]
+
+    def kernel_loss(ends_weight: float) -> float:
+        weights = LossWeights(kernel_ends=ends_weight)
+        return float(detector_loss(maps, torch.zeros(1, 4), batch, weights)["bce"])
+
+    assert kernel_loss(4.0) > 2.5 * kernel_loss(1.0)
 
 
 def _page_file(tmp_path: Path) -> Path:
@@ -131,10 +170,8 @@ def test_loss_is_finite_on_a_page_without_formulas():
     model = FormulaDetector(TINY)
     page = PageRecord(cv2.imencode(".jpg", np.full((64, 64, 3), 200, np.uint8))[1].tobytes(), 0, (), ())
     sample = make_sample(page, SampleConfig(size=64), np.random.default_rng(0))
-    from susik.models.train_detector import Batch
-
     batch = Batch(*(torch.from_numpy(getattr(sample, name)[None]) for name in
-                    ("image", "kernel", "kernel_mask", "handwritten", "kind_mask")), torch.tensor([0]))
+                    ("image", "kernel", "kernel_mask", "handwritten", "kind_mask", "ends")), torch.tensor([0]))
     maps, orientation = model(batch.images)
     losses = detector_loss(maps, orientation, batch, TrainDetectorConfig(train_pages=Path("x")).loss)
     assert all(torch.isfinite(value) for value in losses.values())

@@ -14,6 +14,7 @@ net's map stride: the shrunk kernel of each formula, an ignore mask, and a handw
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -229,6 +230,7 @@ class Sample:
     kernel_mask: np.ndarray  # (S/2, S/2) float32: 0 where a formula too small to shrink is ignored
     handwritten: np.ndarray  # (S/2, S/2) float32 0/1
     kind_mask: np.ndarray  # (S/2, S/2) float32: 1 inside formulas
+    ends: np.ndarray  # (S/2, S/2) float32: 1 near a formula's two ends (see `end_zones`)
     orientation: int  # class index 0..3
 
 
@@ -269,9 +271,9 @@ def make_sample(page: PageRecord, config: SampleConfig, rng: np.random.Generator
     canvas, offset = _random_crop(image, config.size, rng, focus)
     polygons = [p - offset for p in polygons]
     canvas = _jitter(canvas, config, rng)
-    kernel, kernel_mask, handwritten, kind_mask = draw_targets(polygons, page.handwritten, config.size, config.shrink)
+    targets = draw_targets(polygons, page.handwritten, config.size, config.shrink)
     tensor = ((canvas.astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1)
-    return Sample(tensor, kernel, kernel_mask, handwritten, kind_mask, orientation // 90)
+    return Sample(tensor, *targets, orientation // 90)
 
 
 def _random_crop(image: np.ndarray, size: int, rng: np.random.Generator,
@@ -303,15 +305,39 @@ def _jitter(image: np.ndarray, config: SampleConfig, rng: np.random.Generator) -
     return np.clip(image.astype(np.float32) * gain + lift, 0, 255).astype(np.uint8)
 
 
+def end_zones(polygon: np.ndarray) -> list[np.ndarray]:
+    """The two rectangles where a formula starts and ends: along its length from one line height inside each
+    end to half a line height past it, across its whole height. A formula's first or last glyph (a leading
+    minus, an italic letter beside the text) is where the detector most often cuts short or runs on."""
+    rect = cv2.minAreaRect(np.asarray(polygon, np.float32))
+    corners = cv2.boxPoints(rect).astype(np.float64)
+    sides = [corners[1] - corners[0], corners[2] - corners[1]]
+    long_side, short_side = sorted(sides, key=lambda side: -float(np.linalg.norm(side)))
+    w, h = float(np.linalg.norm(long_side)), float(np.linalg.norm(short_side))
+    if h <= 0:
+        return []
+    along, across = long_side / w, short_side / h
+    center = corners.mean(axis=0)
+    inner, outer = max(0.0, w / 2 - h), w / 2 + h / 2
+    zones = []
+    for sign in (-1.0, 1.0):
+        start, stop = center + sign * inner * along, center + sign * outer * along
+        zones.append(np.array([start - across * h / 2, stop - across * h / 2,
+                               stop + across * h / 2, start + across * h / 2]))
+    return zones
+
+
 def draw_targets(
     polygons: list[np.ndarray], handwritten: tuple[bool, ...], size: int, shrink: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Kernel, kernel mask, handwritten and kind mask maps (size/2 square) for polygons in input pixels."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kernel, kernel mask, handwritten, kind mask and end-zone maps (size/2 square) for polygons in input
+    pixels."""
     side = size // MAP_STRIDE
     kernel = np.zeros((side, side), np.float32)
     kernel_mask = np.ones((side, side), np.float32)
     hand = np.zeros((side, side), np.float32)
     kind_mask = np.zeros((side, side), np.float32)
+    ends = np.zeros((side, side), np.float32)
 
     def to_map(points: np.ndarray) -> np.ndarray:
         # input pixel-centre coords -> map pixel-centre coords, in 1/16 px for cv2's sub-pixel fill
@@ -320,6 +346,8 @@ def draw_targets(
     for polygon, is_hand in zip(polygons, handwritten, strict=True):
         outline = to_map(polygon)
         cv2.fillPoly(kind_mask, [outline], 1.0, cv2.LINE_8, 4)
+        for zone in end_zones(polygon):  # one call each: a single call would XOR where the two overlap
+            cv2.fillPoly(ends, [to_map(zone)], 1.0, cv2.LINE_8, 4)
         if is_hand:
             cv2.fillPoly(hand, [outline], 1.0, cv2.LINE_8, 4)
         inner = offset_polygon(polygon, -shrink_distance(polygon, shrink))
@@ -327,4 +355,4 @@ def draw_targets(
             cv2.fillPoly(kernel_mask, [outline], 0.0, cv2.LINE_8, 4)
             continue
         cv2.fillPoly(kernel, [to_map(inner)], 1.0, cv2.LINE_8, 4)
-    return kernel, kernel_mask, hand, kind_mask
+    return kernel, kernel_mask, hand, kind_mask, ends

@@ -34,6 +34,8 @@ class LossWeights(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kernel_bce: float = 1.0
+    kernel_ends: float = Field(1.0, ge=1.0, description="kernel BCE weight near a formula's two ends (1: as "
+                               "elsewhere; see `detector_data.end_zones`)")
     kernel_dice: float = 1.0
     kind: float = 0.5
     orientation: float = 0.5
@@ -79,6 +81,7 @@ class Batch:
     kernel_mask: torch.Tensor
     handwritten: torch.Tensor
     kind_mask: torch.Tensor
+    ends: torch.Tensor
     orientation: torch.Tensor
 
 
@@ -90,14 +93,16 @@ def make_batch(pages: list[PageRecord], config: TrainDetectorConfig, step: int) 
         return torch.from_numpy(np.stack([getattr(s, name) for s in samples]))
 
     return Batch(stack("image"), stack("kernel"), stack("kernel_mask"), stack("handwritten"), stack("kind_mask"),
-                 torch.tensor([s.orientation for s in samples]))
+                 stack("ends"), torch.tensor([s.orientation for s in samples]))
 
 
 def detector_loss(maps: torch.Tensor, orientation: torch.Tensor, batch: Batch, weights: LossWeights) -> dict[str, torch.Tensor]:
-    """Balanced BCE (hard negatives at 3:1) + dice on the kernel, BCE on kind inside formulas, CE on orientation."""
+    """Balanced BCE (hard negatives at 3:1; `kernel_ends` times heavier near a formula's ends) + dice on the
+    kernel, BCE on kind inside formulas, CE on orientation."""
     kernel_logit, kind_logit = maps[:, 0], maps[:, 1]
     target, mask = batch.kernel, batch.kernel_mask
-    bce = F.binary_cross_entropy_with_logits(kernel_logit, target, reduction="none") * mask
+    weight = mask * (1 + (weights.kernel_ends - 1) * batch.ends)
+    bce = F.binary_cross_entropy_with_logits(kernel_logit, target, reduction="none") * weight
     positive = target * mask
     n_pos = int(positive.sum().item())
     negative_loss = (bce * (1 - target)).flatten()
