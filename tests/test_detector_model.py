@@ -222,6 +222,24 @@ def test_export_writes_a_hash_checked_record_that_loads(tmp_path):
         OnnxDetector.load(path.parent)
 
 
+def test_pages_the_run_did_not_make_carry_their_own_licences_into_the_record(tmp_path):
+    from susik.models.train_detector import save_checkpoint
+    from susik.runtime.detect_export import export_detector
+    from susik.runtime.detector import load_detector_record
+
+    pages = tmp_path / "pages.jsonl"
+    page = {"image": "a.jpg", "regions": [], "source": "crohme-pages", "license": "CC BY-NC-SA 3.0"}
+    pages.write_text("\n".join(json.dumps(page | {"image": f"{i}.jpg"}) for i in range(3)) + "\n")
+    config = TrainDetectorConfig(model=TINY, train_pages=pages, params=DetectParams(long_side=320))
+    save_checkpoint(tmp_path / "last.pt", FormulaDetector(TINY), torch.optim.AdamW(FormulaDetector(TINY).parameters()),
+                    1, 0.5, config, "abc", "susik train detector")
+    sources = load_detector_record(export_detector(tmp_path / "last.pt", tmp_path / "models").parent).training.sources
+    assert sources[-1] == {"name": f"crohme-pages: 3 pages of {pages}", "license": "CC BY-NC-SA 3.0"}
+    pages.unlink()
+    sources = load_detector_record(export_detector(tmp_path / "last.pt", tmp_path / "again").parent).training.sources
+    assert sources[-1]["license"] == "unknown"
+
+
 @pytest.mark.skipif(__import__("shutil").which("latex") is None, reason="needs TeX (latex + dvipng)")
 def test_page_cache_follows_the_plan_and_is_downscaled(tmp_path):
     from susik.models.detector_data import GenerateConfig, generate_pages

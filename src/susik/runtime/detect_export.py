@@ -220,4 +220,20 @@ def _sources(train_config: dict) -> list[dict[str, str]]:
     if generate.get("handwritten"):
         sources.append({"name": f"handwriting from {generate['handwritten']} (CROHME)",
                         "license": "CC BY-NC-SA 3.0 (believed): non-commercial, share-alike"})
+    if not generate:  # pages the run did not make (another run's caches, labelled photos): as each page says
+        sources += _manifest_sources(Path(str(train_config["train_pages"])))
     return sources
+
+
+def _manifest_sources(manifest: Path) -> list[dict[str, str]]:
+    if not manifest.is_file():
+        return [{"name": f"pages of {manifest} (not found at export)", "license": "unknown"}]
+    counts: dict[tuple[str, str], int] = {}
+    with manifest.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                page = json.loads(line)
+                key = (str(page.get("source", "unknown")), str(page.get("license", "unknown")))
+                counts[key] = counts.get(key, 0) + 1
+    return [{"name": f"{source}: {count} pages of {manifest}", "license": license}
+            for (source, license), count in sorted(counts.items())]
