@@ -17,6 +17,7 @@ BENCHMARKS = [
     ("bench_recognizer_speed.py", []),
     ("bench_recognizer_quality.py", []),
     ("bench_pipeline.py", []),
+    ("bench_detector_ends.py", []),
     ("bench_serve.py", []),
 ]
 
