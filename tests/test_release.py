@@ -159,6 +159,28 @@ def test_page_crops_margin_takes_in_some_page_and_repeats_itself_and_handwriting
     assert len(set(shapes[0])) > 1  # each region draws its own margin
 
 
+def test_page_crops_run_on_reach_past_one_end_into_the_text_beside_the_formula(tmp_path):
+    page = np.full((200, 400, 3), 255, np.uint8)
+    cv2.rectangle(page, (150, 40), (250, 60), (0, 0, 0), -1)  # the formula: 100 x 20
+    cv2.rectangle(page, (100, 45), (140, 55), (128, 128, 128), -1)  # grey "text" before it
+    cv2.rectangle(page, (260, 45), (300, 55), (128, 128, 128), -1)  # and after it
+    cv2.imwrite(str(tmp_path / "p.png"), page)
+    region = {"quad": [[150, 40], [250, 40], [250, 60], [150, 60]], "latex": "x", "kind": "printed"}
+    line = {"image": "p.png", "width": 400, "height": 200, "orientation": 0, "regions": [region] * 40,
+            "conditions": [], "source": "synth", "license": "CC0"}
+    (tmp_path / "pages.jsonl").write_text(json.dumps(line) + "\n")
+    write_page_crops(tmp_path / "pages.jsonl", tmp_path / "crops", height=16, run_on=3.0)
+    images = [cv2.imread(str(tmp_path / "crops" / f"images/p000000_r{r:02d}.png"), cv2.IMREAD_GRAYSCALE)
+              for r in range(40)]
+    plain = [i for i in images if i.shape == (20, 100)]  # the quad itself (below twice `height`: kept)
+    longer = [i for i in images if i.shape[0] == 20 and i.shape[1] > 100]
+    assert plain and longer and len(plain) + len(longer) == 40  # about half run on; none is cut shorter
+    grey = [((i > 100) & (i < 160)).mean(axis=0) > 0.2 for i in longer]  # columns that show the grey text
+    assert any(g[: g.size // 3].any() and not g[-g.size // 3 :].any() for g in grey)  # run on at the start
+    assert any(g[-g.size // 3 :].any() and not g[: g.size // 3].any() for g in grey)  # or at the end
+    assert {c.latex for c in read_manifest(tmp_path / "crops" / "manifest.jsonl")} == {"x"}
+
+
 # --- the tiny profile end to end --------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from susik.runtime.detector import widen_quad
 from susik.runtime.image_io import load_image
 
 
-def write_page_crops(pages: Path, out: Path, *, height: int = 64, margin: float = 0.0,
+def write_page_crops(pages: Path, out: Path, *, height: int = 64, margin: float = 0.0, run_on: float = 0.0,
                      on_page: Callable[[], None] = lambda: None) -> int:
     """Write `out/manifest.jsonl` + `out/images/` from the page manifest `pages`; returns the crop count.
 
@@ -52,6 +52,9 @@ def write_page_crops(pages: Path, out: Path, *, height: int = 64, margin: float 
                     along, across = rng.uniform(0, margin, 2)
                     grown = widen_quad(np.asarray(quad), along, across, (photo.shape[1], photo.shape[0]))
                     quad = tuple((float(x), float(y)) for x, y in grown)
+                if run_on > 0 and rng.random() < 0.5:
+                    quad = _run_on(np.asarray(quad, dtype=np.float64), rng.uniform(0.2, 1.0) * run_on,
+                                   at_start=bool(rng.random() < 0.5), image_size=(photo.shape[1], photo.shape[0]))
                 crop = rectify(photo, Quad(quad), target_height=height)
                 name = f"images/p{page_number:06d}_r{region_number:02d}.png"
                 if not cv2.imwrite(str(out / name), crop):
@@ -62,3 +65,20 @@ def write_page_crops(pages: Path, out: Path, *, height: int = 64, margin: float 
                                         conditions=page.conditions, source=page.source, license=page.license))
             on_page()
     return writer.count
+
+
+def _run_on(quad: np.ndarray, line_heights: float, at_start: bool,
+            image_size: tuple[int, int]) -> tuple[tuple[float, float], ...]:
+    """The quad (clockwise from the formula's top-left) carried past its start or its end along the line."""
+    reading = (quad[1] - quad[0] + quad[2] - quad[3]) / 2
+    line_height = float(np.hypot(*((quad[3] - quad[0] + quad[2] - quad[1]) / 2)))
+    if line_height == 0 or not reading.any():
+        return tuple((float(x), float(y)) for x, y in quad)
+    step = reading / float(np.hypot(*reading)) * line_heights * line_height
+    moved = quad.copy()
+    if at_start:
+        moved[[0, 3]] -= step
+    else:
+        moved[[1, 2]] += step
+    moved = np.clip(moved, 0, [image_size[0] - 1, image_size[1] - 1])
+    return tuple((float(x), float(y)) for x, y in moved)

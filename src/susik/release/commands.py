@@ -133,6 +133,8 @@ def crops_step(
     height: Annotated[int, typer.Option(min=16, help="crops are at most twice this high")] = 64,
     margin: Annotated[float, typer.Option(min=0, help="grow each quad by a random share of its line height "
                                           "below this, as the pipeline widens detected quads")] = 0.0,
+    run_on: Annotated[float, typer.Option(min=0, help="half the regions also run on past one end by up to this "
+                                          "many line heights, as a detected region sometimes does")] = 0.0,
 ) -> None:
     """Cut every labelled formula of a page dataset into an upright crop (recognizer data)."""
     from susik.data.manifest import ManifestError, find_manifest
@@ -145,7 +147,7 @@ def crops_step(
         columns = (TextColumn("crops"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=_err, transient=True) as bar:
             task = bar.add_task("pages", total=total)
-            count = write_page_crops(manifest, out, height=height, margin=margin,
+            count = write_page_crops(manifest, out, height=height, margin=margin, run_on=run_on,
                                      on_page=lambda: bar.advance(task))
     except (ManifestError, ImageLoadError, OSError, ValueError) as error:
         _fail(str(error).splitlines()[0])
