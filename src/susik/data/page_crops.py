@@ -25,7 +25,7 @@ from susik.data.manifest import (
 )
 from susik.pipeline import rectify
 from susik.results import Quad
-from susik.runtime.detector import widen_quad
+from susik.runtime.detector import reading_axes, widen_quad
 from susik.runtime.image_io import load_image
 
 
@@ -70,8 +70,8 @@ def write_page_crops(pages: Path, out: Path, *, height: int = 64, margin: float 
 def _run_on(quad: np.ndarray, line_heights: float, at_start: bool,
             image_size: tuple[int, int]) -> tuple[tuple[float, float], ...]:
     """The quad (clockwise from the formula's top-left) carried past its start or its end along the line."""
-    reading = (quad[1] - quad[0] + quad[2] - quad[3]) / 2
-    line_height = float(np.hypot(*((quad[3] - quad[0] + quad[2] - quad[1]) / 2)))
+    reading, downward = reading_axes(quad)
+    line_height = float(np.hypot(*downward))
     if line_height == 0 or not reading.any():
         return tuple((float(x), float(y)) for x, y in quad)
     step = reading / float(np.hypot(*reading)) * line_heights * line_height

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from susik.eval.detect_match import Points
+from susik.runtime.detector import reading_axes
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ def edge_offsets(truth: Points, detected: Points) -> EdgeOffsets:
     """The detected quad's extent beyond (+) or short of (-) the true quad on each side, in line heights."""
     true_quad = np.asarray(truth, dtype=np.float64)
     guess = np.asarray(detected, dtype=np.float64)
-    reading = (true_quad[1] - true_quad[0] + true_quad[2] - true_quad[3]) / 2
-    down = (true_quad[3] - true_quad[0] + true_quad[2] - true_quad[1]) / 2
+    reading, down = reading_axes(true_quad)
     height = float(np.linalg.norm(down))
     if height <= 0 or not np.linalg.norm(reading) > 0:
         raise ValueError("the true quad has no area")

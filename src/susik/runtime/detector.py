@@ -164,12 +164,18 @@ def normalise_padded(bgr: np.ndarray) -> np.ndarray:
     return tensor
 
 
+def reading_axes(quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A quad's mean reading edge (top-left -> top-right) and mean downward edge (top -> bottom), as vectors;
+    the line height is the length of the second."""
+    points = np.asarray(quad, dtype=np.float64)
+    return (points[1] - points[0] + points[2] - points[3]) / 2, (points[3] - points[0] + points[2] - points[1]) / 2
+
+
 def widen_quad(quad: np.ndarray, along: float, across: float, image_size: tuple[int, int]) -> np.ndarray:
     """A quad (clockwise from the formula's top-left) grown by `along` line heights past each end and `across`
     line heights above and below, clipped to the image (w, h). The line height is the mean of the two sides."""
     points = np.asarray(quad, dtype=np.float64)
-    reading = (points[1] - points[0] + points[2] - points[3]) / 2
-    downward = (points[3] - points[0] + points[2] - points[1]) / 2
+    reading, downward = reading_axes(points)
     line_height = float(np.hypot(*downward))
     if line_height == 0 or not reading.any():
         return points
