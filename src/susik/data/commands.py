@@ -8,11 +8,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from susik.data.corpus import load_corpus
+from susik.data.crops import CropDataset, CropReadError
+from susik.data.glyphs import GlyphBank, build_glyph_bank
+from susik.data.handwriting_set import HandwrittenSetConfig, write_handwritten_set
 from susik.data.importers import ORIGINS, Origin, SourceError, read_crop_manifest, read_folder, run_import
 from susik.data.manifest import ManifestError, ManifestReader, PathStyle, find_manifest
 from susik.data.version import dataset_version, diff
@@ -164,6 +169,52 @@ def import_command(
             _say(f"  skipped {line}", err=True)
         if len(report.skipped) > 20:
             _say(f"  … {len(report.skipped) - 20} more skipped", err=True)
+
+
+def _labelled_canvases(dataset: CropDataset) -> Iterator[tuple[np.ndarray, str]]:
+    for index in range(len(dataset)):
+        try:
+            yield dataset[index]
+        except CropReadError as exc:
+            _say(f"  skipped {exc}", err=True)
+
+
+@data_app.command("handwriting")
+def handwriting_command(
+    glyphs: Annotated[Path, typer.Option(help="crop manifest of handwritten formulas to cut glyphs from "
+                                         "(e.g. CROHME train); its labels are also relabelled into new formulas")],
+    out: Annotated[Path, typer.Option(help="crop manifest to write (images go beside it)")],
+    formulas: Annotated[list[Path], typer.Option(help="formula-per-line corpus to write (repeatable)")] = [],  # noqa: B006
+    count: Annotated[int, typer.Option(min=1, help="crops to write")] = 1000,
+    relabel_share: Annotated[float, typer.Option(min=0, max=1, help="share of formulas that are the glyph "
+                                                 "set's labels with symbols swapped")] = 0.5,
+    exclude: Annotated[list[Path], typer.Option(help="crop manifest whose formulas must not be written, e.g. "
+                                                "a validation set (repeatable)")] = [],  # noqa: B006
+    seed: Annotated[int, typer.Option(help="the output depends on this and the inputs alone")] = 0,
+) -> None:
+    """Write new handwritten formulas composed from real writers' glyphs (a crop manifest, kind handwritten)."""
+    with _one_line_errors():
+        dataset = CropDataset(glyphs)
+        with _progress("cutting glyphs", len(dataset)) as advance:
+            bank = build_glyph_bank(_ticking(_labelled_canvases(dataset), advance))
+        _print_bank(bank)
+        labels = [dataset.record(index).latex for index in range(len(dataset))]
+        corpus = [line for path in formulas for line in load_corpus(path)]
+        excluded = [CropDataset(path).record(index).latex for path in exclude
+                    for index in range(len(CropDataset(path)))]
+        config = HandwrittenSetConfig(count=count, relabel_share=relabel_share if corpus else 1.0)
+        with _progress("writing", count) as advance:
+            stats = write_handwritten_set(bank, corpus, labels, out, config=config, seed=seed, exclude=excluded,
+                                          on_item=advance)
+        _say(f"wrote {stats.written} handwritten crops to {out}; failed {stats.failed}")
+        for line in stats.failures:
+            _say(f"  {line}", err=True)
+
+
+def _print_bank(bank: GlyphBank) -> None:
+    _say(f"glyphs from {bank.formulas_used} of {bank.formulas_seen} formulas (one-line formulas whose ink "
+         f"split into one group a symbol), {len(bank.symbols)} symbols:")
+    _say("  " + " ".join(f"{symbol}:{bank.count(symbol)}" for symbol in bank.symbols))
 
 
 def _ticking(items: Iterable[T], advance: Callable[[], None]) -> Iterator[T]:

@@ -281,12 +281,12 @@ class WriteStats:
             self.failures.append(what)
 
 
-def _image_path(folder: Path, number: int) -> Path:
+def numbered_image_path(folder: Path, number: int) -> Path:
     # a thousand files a folder keeps directory listings fast
     return folder / f"{number // 1000:04d}" / f"{number:07d}.png"
 
 
-def _write_png(path: Path, image: np.ndarray) -> None:
+def write_png(path: Path, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         raise OSError(f"cannot write {path}")
@@ -313,8 +313,8 @@ def write_rendered(items: Iterable[FormulaItem], writer: ManifestWriter, images:
         if augment is not None:
             augmented = augment_crop(image, rng, augment)
             image, conditions = augmented.image, augmented.conditions
-        path = _image_path(images, number)
-        _write_png(path, image)
+        path = numbered_image_path(images, number)
+        write_png(path, image)
         writer.write(CropSample(image=str(path.resolve()), latex=item.latex, source=item.source,
                                 license=item.license, kind="printed", conditions=conditions))
         stats.written += 1
@@ -342,8 +342,8 @@ def write_restored_crohme(manifest: Path, writer: ManifestWriter, images: Path, 
         if ink_box(gray) is None:
             stats.fail(f"{sample.image}: no ink")
             continue
-        path = _image_path(images, number)
-        _write_png(path, restore_crohme(gray))
+        path = numbered_image_path(images, number)
+        write_png(path, restore_crohme(gray))
         writer.write(CropSample(image=str(path.resolve()), latex=plain_handwritten_label(sample.latex),
                                 source=source, license=license, kind="handwritten"))
         stats.written += 1

@@ -1,0 +1,387 @@
+"""New handwritten formulas composed from a glyph bank: LaTeX in, an image of it written by hand out.
+
+A small layout engine for what school handwriting holds: rows of symbols, super- and subscripts, fractions,
+roots (with an index) and `\\lim` with its limit below. Each symbol is a real handwritten glyph
+(`susik.data.glyphs`) scaled to its typographic zone (x-height letters, ascenders, descenders, operators on the
+math axis), with the writer's own jitter in size, baseline and spacing; fraction bars are handwritten minus
+signs stretched to width and radicals are drawn as pen strokes. Anything else (a big operator, `\\text`, a
+matrix) makes the formula unsupported: the caller picks another rather than getting a wrong picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field
+
+from susik.data.glyphs import DOTS, SPELLED, GlyphBank
+
+AXIS = 0.6  # the math axis (minus, equals, fraction bars) in x-heights above the baseline
+_SOURCE_STROKE = 2.0  # px: the width of the strokes in the shared CROHME renderings
+
+
+class Unsupported(ValueError):
+    """The formula holds a construct or a symbol the engine cannot write."""
+
+
+class HandwritingConfig(BaseModel):
+    x_height: tuple[float, float] = Field((20.0, 30.0), description="px of an x-height at the top level")
+    pen: tuple[float, float] = Field((1.6, 3.2), description="stroke width in px")
+    gap: tuple[float, float] = Field((0.12, 0.45), description="space between symbols, in x-heights")
+    size_jitter: float = Field(0.12, ge=0, lt=0.5, description="a symbol's size varies by up to this share")
+    baseline_jitter: float = Field(0.08, ge=0, lt=0.5, description="in x-heights")
+    one_writer: float = Field(0.6, ge=0, le=1, description="chance a formula keeps one writer's glyphs where "
+                                                           "that writer wrote the symbol")
+    script_scale: tuple[float, float] = Field((0.6, 0.78), description="scripts' size against their base")
+    margin: float = Field(0.4, ge=0, description="white border, in x-heights")
+
+
+# Typographic zones in x-heights: (bottom, top) above the baseline; height is what the glyph is scaled to.
+_X = (0.0, 1.0)
+_ASCENDER = (0.0, 1.45)
+_DESCENDER = (-0.45, 1.0)
+_BOTH = (-0.45, 1.45)
+_TALL = (-0.4, 1.6)
+ZONES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys("acemnorsuvwxz", _X),
+    **dict.fromkeys([r"\alpha", r"\pi", r"\sigma", r"\omega", r"\epsilon", r"\varepsilon", r"\nu", r"\kappa",
+                     r"\iota", r"\tau", r"\upsilon"], _X),
+    **dict.fromkeys("gpqy", _DESCENDER),
+    **dict.fromkeys([r"\gamma", r"\mu", r"\rho", r"\eta", r"\chi", r"\varphi"], _DESCENDER),
+    **dict.fromkeys("fj", _BOTH),
+    **dict.fromkeys([r"\beta", r"\phi", r"\psi", r"\xi", r"\zeta"], _BOTH),
+    **dict.fromkeys(["(", ")", "[", "]", "|", r"\{", r"\}", "/", r"\|"], _TALL),
+    "i": (0.0, 1.35), ".": (0.0, 0.2), ",": (-0.3, 0.2), "'": (0.95, 1.5), r"\prime": (0.95, 1.5),
+}
+# Operators centred on the axis: ("h", size) scales the glyph's height, ("w", size) its width (flat symbols).
+AXIAL: dict[str, tuple[str, float]] = {
+    "+": ("h", 0.95), r"\times": ("h", 0.75), r"\div": ("h", 0.9), r"\pm": ("h", 1.0), r"\mp": ("h", 1.0),
+    r"\cdot": ("h", 0.2), r"\in": ("h", 0.9), "<": ("h", 0.85), ">": ("h", 0.85), r"\leq": ("h", 1.05),
+    r"\geq": ("h", 1.05), r"\neq": ("h", 1.1), "-": ("w", 0.85), "=": ("w", 0.85), r"\approx": ("w", 0.85),
+    r"\equiv": ("w", 0.85), r"\sim": ("w", 0.8), r"\rightarrow": ("w", 1.5), r"\infty": ("w", 1.4),
+}
+SCRIPTED_BELOW = frozenset({r"\lim"})  # their subscript goes under them
+_MIN_SOURCE_SHARE = 0.45  # a glyph enlarged more than ~2x looks blurred: prefer sources at least this tall
+
+# Printed spellings that handwriting does not distinguish, written and labelled as the handwritten form.
+HANDWRITTEN_FORMS = {
+    r"\leqslant": r"\leq", r"\geqslant": r"\geq", r"\le": r"\leq", r"\ge": r"\geq", r"\ne": r"\neq",
+    r"\lt": "<", r"\gt": ">", r"\to": r"\rightarrow", r"\dfrac": r"\frac", r"\tfrac": r"\frac",
+}
+# Font switches have no handwritten form: their argument is written plainly.
+FONT_SWITCHES = frozenset({r"\mathrm", r"\mathbf", r"\mathit", r"\boldsymbol", r"\text", r"\mbox", r"\rm"})
+_SPACES = frozenset({"~", r"\,", r"\;", r"\!", r"\quad", r"\qquad", r"\ "})
+
+
+def handwritten_tokens(tokens: Sequence[str]) -> list[str]:
+    """Normalised tokens as a hand writes them: no font switches (their braces go too) or spacing, printed
+    variants folded (`\\leqslant` -> `\\leq`). This is the label of a composed sample."""
+    kept: list[str] = []
+    dropped_braces: set[int] = set()  # positions of a font switch's braces
+    for at, token in enumerate(tokens):
+        if at in dropped_braces or token in _SPACES:
+            continue
+        if token in FONT_SWITCHES:
+            if at + 1 < len(tokens) and tokens[at + 1] == "{":
+                depth = 0
+                for close in range(at + 1, len(tokens)):
+                    depth += (tokens[close] == "{") - (tokens[close] == "}")
+                    if depth == 0:
+                        dropped_braces.update((at + 1, close))
+                        break
+            continue
+        kept.append(HANDWRITTEN_FORMS.get(token, token))
+    return kept
+
+
+@dataclass(frozen=True)
+class Box:
+    """Ink coverage (0..1, float32) with the row of its baseline: rows above it are ascent, the rest descent."""
+
+    ink: np.ndarray
+    baseline: int
+
+    @property
+    def width(self) -> int:
+        return self.ink.shape[1]
+
+    @property
+    def ascent(self) -> int:
+        return self.baseline
+
+    @property
+    def descent(self) -> int:
+        return self.ink.shape[0] - self.baseline
+
+
+def combine(parts: Sequence[tuple[Box, float, float]]) -> Box:
+    """Boxes placed at (x, raise above the common baseline) on one canvas; ink overlaps by maximum."""
+    placed = [(box, round(x), round(up)) for box, x, up in parts]
+    left = min(x for _, x, _ in placed)
+    ascent = max(box.ascent + up for box, _, up in placed)
+    descent = max(box.descent - up for box, _, up in placed)
+    width = max(x - left + box.width for box, x, _ in placed)
+    canvas = np.zeros((max(ascent + descent, 1), max(width, 1)), np.float32)
+    for box, x, up in placed:
+        top, col = ascent - up - box.ascent, x - left
+        region = canvas[top:top + box.ink.shape[0], col:col + box.width]
+        np.maximum(region, box.ink, out=region)
+    return Box(canvas, ascent)
+
+
+def _tokens_arg(tokens: Sequence[str], at: int) -> tuple[list[str], int]:
+    """The tokens of one argument starting at `at` (a braced group without its braces, or one token) and the
+    index after it."""
+    if at >= len(tokens):
+        raise Unsupported("an argument is missing")
+    if tokens[at] != "{":
+        return [tokens[at]], at + 1
+    depth = 0
+    for index in range(at, len(tokens)):
+        depth += (tokens[index] == "{") - (tokens[index] == "}")
+        if depth == 0:
+            return list(tokens[at + 1:index]), index + 1
+    raise Unsupported("unbalanced braces")
+
+
+def _tokens_optional(tokens: Sequence[str], at: int) -> tuple[list[str] | None, int]:
+    """A `[...]` argument (a root's index) at `at`, if there is one."""
+    if at >= len(tokens) or tokens[at] != "[":
+        return None, at
+    depth = 0
+    for index in range(at, len(tokens)):
+        depth += (tokens[index] == "[") - (tokens[index] == "]")
+        if depth == 0:
+            return list(tokens[at + 1:index]), index + 1
+    raise Unsupported("unbalanced brackets")
+
+
+def symbols_needed(tokens: Sequence[str]) -> Iterator[str]:
+    """The bank symbols a formula's glyphs come from (function names as letters; fraction bars are minus signs)."""
+    for token in tokens:
+        if token in ("{", "}", "^", "_", "[", "]") or token == r"\sqrt":
+            continue
+        if token == r"\frac":
+            yield "-"
+        elif token in SPELLED:
+            yield from SPELLED[token]
+        elif token in DOTS:
+            yield DOTS[token]
+        else:
+            yield token
+
+
+class Writer:
+    """Writes one formula by hand; a new instance per formula (it holds that formula's pen, writer and size)."""
+
+    def __init__(self, bank: GlyphBank, config: HandwritingConfig, rng: np.random.Generator) -> None:
+        self.bank, self.config, self.rng = bank, config, rng
+        self.pen = float(rng.uniform(*config.pen))
+        self.writer: int | None = None
+        if rng.random() < config.one_writer:
+            writers = bank.writers.get("x") or next(iter(bank.writers.values()), [])
+            self.writer = int(writers[int(rng.integers(len(writers)))]) if writers else None
+
+    def write(self, tokens: Sequence[str]) -> np.ndarray:
+        """The formula as a grayscale image (dark ink on white) with a margin."""
+        x_height = float(self.rng.uniform(*self.config.x_height))
+        box = self._row(list(tokens), x_height)
+        pad = max(2, round(self.config.margin * x_height))
+        ink = cv2.copyMakeBorder(box.ink, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
+        return np.clip(255.0 * (1.0 - ink), 0, 255).astype(np.uint8)
+
+    # --- rows and atoms ----------------------------------------------------------------------------------
+
+    def _row(self, tokens: list[str], unit: float) -> Box:
+        if not tokens:
+            raise Unsupported("an empty group")
+        parts: list[tuple[Box, float, float]] = []
+        x, at = 0.0, 0
+        while at < len(tokens):
+            box, at = self._atom(tokens, at, unit)
+            parts.append((box, x, self.rng.normal(0, self.config.baseline_jitter) * unit))
+            x += box.width + self.rng.uniform(*self.config.gap) * unit
+        return combine(parts)
+
+    def _atom(self, tokens: list[str], at: int, unit: float) -> tuple[Box, int]:
+        token = tokens[at]
+        below = token in SCRIPTED_BELOW
+        if token == "{":
+            inner, at = _tokens_arg(tokens, at)
+            base = self._row(inner, unit)
+        elif token == r"\frac":
+            numerator, at = _tokens_arg(tokens, at + 1)
+            denominator, at = _tokens_arg(tokens, at)
+            base = self._fraction(numerator, denominator, unit)
+        elif token == r"\sqrt":
+            index, at = _tokens_optional(tokens, at + 1)
+            body, at = _tokens_arg(tokens, at)
+            base = self._root(body, index, unit)
+        elif token in SPELLED:
+            base, at = self._word(SPELLED[token], unit), at + 1
+        elif token in DOTS:
+            base, at = self._word([DOTS[token]] * 3, unit), at + 1
+        elif token in ("^", "_"):
+            raise Unsupported(f"a script without a base: {token}")
+        else:
+            base, at = self._glyph(token, unit), at + 1
+        superscript = subscript = None
+        while at < len(tokens) and tokens[at] in ("^", "_"):
+            which = tokens[at]
+            argument, at = _tokens_arg(tokens, at + 1)
+            if which == "^":
+                superscript = argument
+            else:
+                subscript = argument
+        if superscript is None and subscript is None:
+            return base, at
+        return self._scripts(base, superscript, subscript, unit, below=below), at
+
+    def _glyph(self, symbol: str, unit: float) -> Box:
+        if symbol not in self.bank:
+            raise Unsupported(f"no handwritten glyph for {symbol}")
+        jitter = 1.0 + self.rng.uniform(-self.config.size_jitter, self.config.size_jitter)
+        if symbol in AXIAL:
+            measure, size = AXIAL[symbol]
+            target = size * unit * jitter
+            glyph = self.bank.pick(symbol, self.rng, self.writer,
+                                   min_height=_MIN_SOURCE_SHARE * target if measure == "h" else 0.0)
+            scale = target / (glyph.shape[0] if measure == "h" else glyph.shape[1])
+            ink = self._ink(glyph, scale)
+            return Box(ink, round(AXIS * unit + ink.shape[0] / 2))
+        bottom, top = ZONES.get(symbol, _ASCENDER)
+        target = (top - bottom) * unit * jitter
+        glyph = self.bank.pick(symbol, self.rng, self.writer, min_height=_MIN_SOURCE_SHARE * target)
+        scale = target / glyph.shape[0]
+        ink = self._ink(glyph, scale)
+        return Box(ink, round(ink.shape[0] + bottom * unit))
+
+    def _ink(self, glyph: np.ndarray, scale: float) -> np.ndarray:
+        """The glyph's ink resized by `scale`, its strokes brought back to this formula's pen width."""
+        height = max(1, round(glyph.shape[0] * scale))
+        width = max(1, round(glyph.shape[1] * scale))
+        coverage = (255.0 - glyph.astype(np.float32)) / 255.0
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        ink = cv2.resize(coverage, (width, height), interpolation=interpolation)
+        ink /= max(float(ink.max()), 1e-3)  # a shrunk thin stroke turns grey; a pen's ink is not
+        change = round((self.pen - _SOURCE_STROKE * scale) / 2)
+        if change > 0:
+            ink = cv2.dilate(cv2.copyMakeBorder(ink, change, change, change, change, cv2.BORDER_CONSTANT,
+                                                value=0.0), _disc(change))
+        elif change < 0:
+            thinned = cv2.erode(ink, _disc(-change))
+            # thinning must not erase a small symbol
+            ink = thinned if thinned.max() > 0.5 else ink
+        return np.clip(ink, 0.0, 1.0)
+
+    def _word(self, letters: Sequence[str], unit: float) -> Box:
+        parts, x = [], 0.0
+        for letter in letters:
+            box = self._glyph(letter, unit)
+            parts.append((box, x, self.rng.normal(0, self.config.baseline_jitter / 2) * unit))
+            x += box.width + self.rng.uniform(0.05, 0.2) * unit
+        return combine(parts)
+
+    # --- structures --------------------------------------------------------------------------------------
+
+    def _scripts(self, base: Box, superscript: list[str] | None, subscript: list[str] | None, unit: float, *,
+                 below: bool) -> Box:
+        small = unit * float(self.rng.uniform(*self.config.script_scale))
+        parts: list[tuple[Box, float, float]] = [(base, 0.0, 0.0)]
+        if below and subscript is not None:
+            limit = self._row(subscript, small)
+            gap = 0.2 * unit
+            parts.append((limit, (base.width - limit.width) / 2, -(base.descent + gap + limit.ascent)))
+            subscript = None
+        x = base.width + self.rng.uniform(0.02, 0.15) * unit
+        if superscript is not None:
+            sup = self._row(superscript, small)
+            up = max(0.75 * unit, base.ascent - 0.5 * sup.ascent) + self.rng.normal(0, 0.06) * unit
+            parts.append((sup, x, up))
+        if subscript is not None:
+            sub = self._row(subscript, small)
+            down = max(0.3 * unit, sub.ascent - 0.55 * unit) + self.rng.normal(0, 0.06) * unit
+            parts.append((sub, x, -down))
+        return combine(parts)
+
+    def _fraction(self, numerator: list[str], denominator: list[str], unit: float) -> Box:
+        size = unit * float(self.rng.uniform(0.8, 0.95))
+        top, bottom = self._row(numerator, size), self._row(denominator, size)
+        overhang = self.rng.uniform(0.05, 0.3) * unit
+        width = max(top.width, bottom.width) + 2 * overhang
+        bar = self._bar(width, unit)
+        gap_up, gap_down = self.rng.uniform(0.15, 0.35, size=2) * unit
+        axis = AXIS * unit
+        return combine([
+            (bar, 0.0, axis + bar.descent - bar.ink.shape[0] / 2),
+            (top, (width - top.width) / 2 + self.rng.normal(0, 0.05) * unit, axis + gap_up + top.descent),
+            (bottom, (width - bottom.width) / 2 + self.rng.normal(0, 0.05) * unit,
+             axis - gap_down - bottom.ascent),
+        ])
+
+    def _bar(self, width: float, unit: float) -> Box:
+        """A fraction bar: a handwritten minus stretched to `width`, or a drawn stroke without one."""
+        if "-" in self.bank:
+            glyph = self.bank.pick("-", self.rng, self.writer)
+            scale_y = min(1.0, 0.25 * unit / max(glyph.shape[0], 1))
+            coverage = (255.0 - glyph.astype(np.float32)) / 255.0
+            ink = cv2.resize(coverage, (max(1, round(width)), max(1, round(glyph.shape[0] * scale_y))),
+                             interpolation=cv2.INTER_LINEAR)
+            ink = self._pen_line_width(ink)
+        else:
+            ink = self._stroke([(0.0, 0.5 * self.pen), (width, 0.5 * self.pen)], width, self.pen + 1)
+        return Box(ink, ink.shape[0])
+
+    def _pen_line_width(self, ink: np.ndarray) -> np.ndarray:
+        thickness = (ink > 0.5).sum(axis=0)
+        current = float(np.median(thickness[thickness > 0])) if (thickness > 0).any() else self.pen
+        change = round((self.pen - current) / 2)
+        if change > 0:
+            ink = cv2.dilate(cv2.copyMakeBorder(ink, change, change, change, change, cv2.BORDER_CONSTANT,
+                                                value=0.0), _disc(change))
+        return np.clip(ink, 0.0, 1.0)
+
+    def _root(self, body_tokens: list[str], index_tokens: list[str] | None, unit: float) -> Box:
+        body = self._row(body_tokens, unit)
+        jitter = lambda: float(self.rng.normal(0, 0.05)) * unit  # noqa: E731 - a pen's wobble
+        low, high = -body.descent - 0.15 * unit, body.ascent + self.rng.uniform(0.15, 0.35) * unit
+        hook = 0.65 * unit
+        right = hook + 0.15 * unit + body.width + self.rng.uniform(0.05, 0.3) * unit
+        # in (x, height above the baseline); the stroke drawer flips to image rows
+        points = [(0.0, low + 0.45 * (high - low) + jitter()), (0.18 * unit, low + 0.52 * (high - low)),
+                  (0.38 * unit + jitter(), low), (hook + jitter(), high), (right, high + jitter())]
+        top_row = high + self.pen
+        canvas_height = top_row - low + self.pen
+        stroke = self._stroke([(x, top_row - y) for x, y in points], right + self.pen, canvas_height)
+        sign = Box(stroke, round(top_row))
+        parts = [(sign, 0.0, 0.0), (body, hook + 0.15 * unit, 0.0)]
+        if index_tokens:
+            index = self._row(index_tokens, unit * 0.55)
+            parts.append((index, 0.3 * unit - index.width, low + 0.55 * (high - low) + index.descent))
+        return combine(parts)
+
+    def _stroke(self, points: list[tuple[float, float]], width: float, height: float) -> np.ndarray:
+        """A pen stroke through `points` (image x, row) on a canvas of width x height, antialiased."""
+        shift = 4  # cv2 draws at 1/16 px with this
+        canvas = np.zeros((max(1, round(height)), max(1, round(width))), np.uint8)
+        line = np.array([[round(x * 16), round(y * 16)] for x, y in points], np.int32)
+        cv2.polylines(canvas, [line], False, 255, thickness=max(1, round(self.pen)), lineType=cv2.LINE_AA,
+                      shift=shift)
+        return canvas.astype(np.float32) / 255.0
+
+
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def write_formula(tokens: Sequence[str], bank: GlyphBank, rng: np.random.Generator,
+                  config: HandwritingConfig | None = None) -> np.ndarray:
+    """`tokens` (normalised LaTeX, already in `handwritten_tokens` form) written by hand from `bank`; raises
+    Unsupported for what it cannot write."""
+    missing = sorted({symbol for symbol in symbols_needed(tokens) if symbol not in bank})
+    if missing:
+        raise Unsupported(f"no handwritten glyph for {' '.join(missing)}")
+    return Writer(bank, config or HandwritingConfig(), rng).write(tokens)

@@ -1,0 +1,156 @@
+"""Glyph bank and composed handwriting (`susik.data.glyphs`, `susik.data.handwriting`, `..._set`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from susik.cli import app
+from susik.data.glyphs import GlyphBank, build_glyph_bank, column_groups, visible_symbols
+from susik.data.handwriting import Unsupported, handwritten_tokens, write_formula
+from susik.data.handwriting_set import HandwrittenSetConfig, swap_symbols, write_handwritten_set
+from susik.latex import normalize
+
+
+def _canvas(text: str, spacing: int = 34) -> np.ndarray:
+    """A one-line 'handwritten' canvas: each character drawn in its own column with a Hershey stroke font."""
+    canvas = np.full((80, spacing * len(text) + 20), 255, np.uint8)
+    for at, char in enumerate(text):
+        cv2.putText(canvas, char, (10 + spacing * at, 55), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 0, 2, cv2.LINE_AA)
+    return canvas
+
+
+def _samples() -> list[tuple[np.ndarray, str]]:
+    texts = ["1+2=3", "4-5=x", "a+b", "y=6", "7+8=9", "0-1"]
+    return [(_canvas(text), " ".join(text)) for text in texts]
+
+
+def test_one_line_labels_give_their_symbols_left_to_right():
+    assert visible_symbols(normalize(r"x^{2}+\sin y \ldots")) == ["x", "2", "+", "s", "i", "n", "y", ".", ".", "."]
+    assert visible_symbols(normalize(r"\frac{1}{2}")) is None  # not written on one line
+
+
+def test_stacked_strokes_are_one_symbol_and_side_by_side_ones_are_not():
+    canvas = np.full((60, 120), 255, np.uint8)
+    cv2.line(canvas, (10, 25), (40, 25), 0, 2)  # '=': two bars in the same columns
+    cv2.line(canvas, (10, 35), (40, 35), 0, 2)
+    cv2.line(canvas, (60, 10), (60, 50), 0, 2)  # '1'
+    cv2.line(canvas, (80, 30), (110, 30), 0, 2)  # '-'
+    groups = column_groups(canvas)
+    assert len(groups) == 3
+    assert [int(np.flatnonzero(mask.any(axis=0))[0]) for mask in groups] == sorted(
+        int(np.flatnonzero(mask.any(axis=0))[0]) for mask in groups)
+    assert groups[0].any(axis=1)[25] and groups[0].any(axis=1)[35]
+
+
+def test_the_bank_cuts_matching_formulas_and_skips_the_others():
+    samples = [*_samples(), (_canvas("12"), "1 2 3")]  # three symbols, two groups: skipped
+    bank = build_glyph_bank(samples)
+    assert bank.formulas_seen == 7 and bank.formulas_used == 6
+    assert bank.count("1") == 2 and bank.count("=") == 4 and bank.count("x") == 1
+    glyph = bank.pick("=", np.random.default_rng(0))
+    assert glyph.dtype == np.uint8 and glyph.shape[1] > glyph.shape[0]  # a flat symbol, cropped to its ink
+    assert (glyph < 128).any()
+
+
+def test_outliers_of_a_symbol_are_dropped_by_aspect():
+    bank = GlyphBank()
+    for writer in range(10):
+        bank.add("1", np.zeros((40, 8), np.uint8), writer)
+    bank.add("1", np.zeros((8, 40), np.uint8), 99)  # a flat cut labelled '1' is a wrong cut
+    assert bank.drop_outliers() == 1 and bank.count("1") == 10
+
+
+def test_handwritten_labels_drop_font_switches_and_fold_printed_variants():
+    tokens = handwritten_tokens(normalize(r"\mathrm{A} \leqslant x~\text{and}"))
+    assert tokens == ["A", r"\leq", "x", "a", "n", "d"]
+
+
+def _ink_rows(image: np.ndarray) -> np.ndarray:
+    return np.flatnonzero((image < 128).any(axis=1))
+
+
+def test_a_fraction_is_written_taller_than_its_row_and_a_superscript_above_its_base():
+    bank = build_glyph_bank(_samples())
+    rng = np.random.default_rng(3)
+    row = write_formula(normalize("1+2"), bank, rng)
+    fraction = write_formula(normalize(r"\frac{1+2}{3}"), bank, rng)
+    assert np.ptp(_ink_rows(fraction)) > 1.6 * np.ptp(_ink_rows(row))
+    assert fraction.dtype == np.uint8 and fraction.ndim == 2
+
+    plain = write_formula(normalize("x"), bank, np.random.default_rng(5))
+    raised = write_formula(normalize("x^{2}"), bank, np.random.default_rng(5))
+    assert raised.shape[1] > plain.shape[1]
+    sup_columns = raised[:, plain.shape[1]:]  # right of the base: the script
+    base_columns = raised[:, :plain.shape[1] - 4]
+    assert _ink_rows(sup_columns)[0] < _ink_rows(base_columns)[0]  # the script starts higher
+
+
+def test_roots_and_spelled_functions_are_written():
+    bank = build_glyph_bank([*_samples(), (_canvas("sin"), r"\sin")])
+    image = write_formula(normalize(r"\sqrt{x}+\sin 2"), bank, np.random.default_rng(0))
+    assert (image < 128).sum() > 100
+
+
+def test_what_the_bank_cannot_write_is_unsupported():
+    bank = build_glyph_bank(_samples())
+    with pytest.raises(Unsupported, match=r"\\pi"):
+        write_formula(normalize(r"2\pi"), bank, np.random.default_rng(0))
+    with pytest.raises(Unsupported):
+        write_formula(normalize(r"\int_0^1 x"), bank, np.random.default_rng(0))
+
+
+def test_swapping_keeps_structure_and_maps_each_letter_consistently():
+    tokens = normalize(r"\frac{x+1}{x-12}")
+    swapped = swap_symbols(tokens, np.random.default_rng(1), ["a", "b"], chance=1.0)
+    assert len(swapped) == len(tokens)
+    assert [t for t in swapped if not (t.isalnum() and len(t) == 1)] == [
+        t for t in tokens if not (t.isalnum() and len(t) == 1)]
+    letters = {swapped[i] for i, t in enumerate(tokens) if t == "x"}
+    assert len(letters) == 1 and letters <= {"a", "b"}
+    assert swap_symbols(tokens, np.random.default_rng(1), ["a"], chance=0.0) == tokens
+
+
+def test_a_set_is_written_with_source_licence_and_without_excluded_formulas(tmp_path: Path):
+    bank = build_glyph_bank(_samples())
+    out = tmp_path / "hw" / "manifest.jsonl"
+    config = HandwrittenSetConfig(count=12, relabel_share=0.5)
+    stats = write_handwritten_set(bank, ["1+2", "x=3", r"\int x"], ["1 + 2", "y = 6"], out, config=config,
+                                  seed=0, exclude=["x=3"])
+    assert stats.written == 12 and stats.failed == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 12
+    for record in records:
+        assert record["kind"] == "handwritten" and record["source"] == "crohme-glyphs"
+        assert "CC BY-NC-SA" in record["license"]
+        assert record["latex"] != "x=3"
+        assert cv2.imread(str(out.parent / record["image"]), cv2.IMREAD_GRAYSCALE) is not None
+
+
+def test_a_set_the_bank_cannot_write_fails_clearly(tmp_path: Path):
+    bank = build_glyph_bank(_samples())
+    config = HandwrittenSetConfig(count=2, relabel_share=0.0, attempts=3)
+    stats = write_handwritten_set(bank, [r"\pi"], [], tmp_path / "m.jsonl", config=config)
+    assert stats.written == 0 and stats.failed == 2
+
+
+def test_the_command_writes_a_manifest(tmp_path: Path):
+    glyph_dir = tmp_path / "glyphs"
+    glyph_dir.mkdir()
+    lines = []
+    for number, (canvas, label) in enumerate(_samples()):
+        cv2.imwrite(str(glyph_dir / f"{number}.png"), canvas)
+        lines.append(json.dumps({"image": f"{number}.png", "latex": label, "source": "test", "license": "test",
+                                 "kind": "handwritten"}))
+    (glyph_dir / "m.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out" / "manifest.jsonl"
+    result = CliRunner().invoke(app, ["data", "handwriting", "--glyphs", str(glyph_dir / "m.jsonl"), "--out",
+                                      str(out), "--count", "5"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 5 handwritten crops" in result.output
+    assert len(out.read_text().splitlines()) == 5
