@@ -96,10 +96,19 @@ class GlyphBank:
     writers: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     formulas_used: int = 0
     formulas_seen: int = 0
+    _writer_ids: list[int] | None = field(default=None, init=False, repr=False)  # cached; reset on change
 
     def add(self, symbol: str, glyph: np.ndarray, writer: int) -> None:
         self.glyphs[symbol].append(glyph)
         self.writers[symbol].append(writer)
+        self._writer_ids = None
+
+    @property
+    def writer_ids(self) -> list[int]:
+        """The source formulas that gave glyphs (each one writer's hand)."""
+        if self._writer_ids is None:
+            self._writer_ids = sorted({who for whos in self.writers.values() for who in whos})
+        return self._writer_ids
 
     def __contains__(self, symbol: str) -> bool:
         return bool(self.glyphs.get(symbol))
@@ -129,7 +138,7 @@ class GlyphBank:
     def drop_outliers(self, min_count: int = 8) -> int:
         """Drops glyphs whose aspect ratio is far from their class's (a cut that matched by count, not by
         symbol); classes with fewer than `min_count` glyphs are kept whole. Returns how many were dropped."""
-        dropped = 0
+        dropped, self._writer_ids = 0, None
         for symbol in list(self.glyphs):
             items = self.glyphs[symbol]
             if len(items) < min_count:

@@ -181,9 +181,8 @@ class Writer:
         self.bank, self.config, self.rng = bank, config, rng
         self.pen = float(rng.uniform(*config.pen))
         self.writer: int | None = None
-        if rng.random() < config.one_writer:
-            writers = bank.writers.get("x") or next(iter(bank.writers.values()), [])
-            self.writer = int(writers[int(rng.integers(len(writers)))]) if writers else None
+        if rng.random() < config.one_writer and bank.writer_ids:
+            self.writer = bank.writer_ids[int(rng.integers(len(bank.writer_ids)))]
 
     def write(self, tokens: Sequence[str]) -> np.ndarray:
         """The formula as a grayscale image (dark ink on white) with a margin."""
@@ -323,30 +322,28 @@ class Writer:
         ])
 
     def _bar(self, width: float, unit: float) -> Box:
-        """A fraction bar: a handwritten minus stretched to `width`, or a drawn stroke without one."""
-        if "-" in self.bank:
-            glyph = self.bank.pick("-", self.rng, self.writer)
-            scale_y = min(1.0, 0.25 * unit / max(glyph.shape[0], 1))
-            coverage = (255.0 - glyph.astype(np.float32)) / 255.0
-            ink = cv2.resize(coverage, (max(1, round(width)), max(1, round(glyph.shape[0] * scale_y))),
-                             interpolation=cv2.INTER_LINEAR)
-            ink = self._pen_line_width(ink)
-        else:
-            ink = self._stroke([(0.0, 0.5 * self.pen), (width, 0.5 * self.pen)], width, self.pen + 1)
-        return Box(ink, ink.shape[0])
-
-    def _pen_line_width(self, ink: np.ndarray) -> np.ndarray:
+        """A fraction bar: a handwritten minus stretched to `width` (its slope and wobble kept, flattened to at
+        most a quarter x-height), its stroke brought to the pen's width."""
+        glyph = self.bank.pick("-", self.rng, self.writer)
+        scale_y = min(1.0, 0.25 * unit / max(glyph.shape[0], 1))
+        coverage = (255.0 - glyph.astype(np.float32)) / 255.0
+        ink = cv2.resize(coverage, (max(1, round(width)), max(1, round(glyph.shape[0] * scale_y))),
+                         interpolation=cv2.INTER_LINEAR)
         thickness = (ink > 0.5).sum(axis=0)
         current = float(np.median(thickness[thickness > 0])) if (thickness > 0).any() else self.pen
         change = round((self.pen - current) / 2)
         if change > 0:
             ink = cv2.dilate(cv2.copyMakeBorder(ink, change, change, change, change, cv2.BORDER_CONSTANT,
                                                 value=0.0), _disc(change))
-        return np.clip(ink, 0.0, 1.0)
+        ink = np.clip(ink, 0.0, 1.0)
+        return Box(ink, ink.shape[0])
 
     def _root(self, body_tokens: list[str], index_tokens: list[str] | None, unit: float) -> Box:
         body = self._row(body_tokens, unit)
-        jitter = lambda: float(self.rng.normal(0, 0.05)) * unit  # noqa: E731 - a pen's wobble
+
+        def jitter() -> float:  # a pen's wobble
+            return float(self.rng.normal(0, 0.05)) * unit
+
         low, high = -body.descent - 0.15 * unit, body.ascent + self.rng.uniform(0.15, 0.35) * unit
         hook = 0.65 * unit
         right = hook + 0.15 * unit + body.width + self.rng.uniform(0.05, 0.3) * unit
