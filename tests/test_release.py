@@ -37,15 +37,18 @@ def test_merge_lays_mappings_over_each_other_and_replaces_the_rest():
 def test_the_tiny_profile_validates_and_dvc_yaml_has_a_stage_per_step():
     profile = load_profile(TINY)
     assert profile.registry.alias == "champion"
-    assert set(profile.recognizer.sources) == {"synth", "real", "corrections"}
+    assert set(profile.recognizer.sources) == {"synth", "real", "composed", "corrections"}
     dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    # synth, crops x2 (train, val); import x1; register, promote x2 (recognizer, detector); 9 single stages
-    assert stage_count(dvc_yaml, profile.model_dump(mode="json")) == 2 + 2 + 1 + 2 + 2 + 9
+    # synth, crops x2 (train, val); import x1; handwriting x1; register, promote x2 (recognizer, detector);
+    # 9 single stages
+    assert stage_count(dvc_yaml, profile.model_dump(mode="json")) == 2 + 2 + 1 + 1 + 2 + 2 + 9
 
 
 @pytest.mark.parametrize("change, message", [
     ({"recognizer": {"sources": {"nowhere": {"weight": 1.0}}}}, "unknown data: nowhere"),
     ({"imports": {"synth": {"source": "folder", "src": "x"}}}, "may not be named synth"),
+    ({"handwriting": {"real": {"glyphs": "real", "count": 1}}}, "share a name with imports"),
+    ({"handwriting": {"composed": {"glyphs": "nowhere", "count": 1}}}, "glyphs names no import: nowhere"),
     ({"gate": {"requirements": "specs/requirements.yaml", "typo": 1}}, "gate.typo"),
 ])
 def test_a_bad_profile_is_one_clear_error(tmp_path, change, message):
@@ -66,19 +69,22 @@ def test_training_configs_point_into_the_pipeline_and_drop_empty_sources(tmp_pat
     data = tmp_path / "data"
     _crop_manifest(data / "crops/train/manifest.jsonl", 3)
     _crop_manifest(data / "import/real/manifest.jsonl", 2)
+    _crop_manifest(data / "handwriting/composed/manifest.jsonl", 4)
     _crop_manifest(data / "corrections/manifest.jsonl", 0)  # nobody corrected anything yet
     profile = load_profile(TINY)
     recognizer, detector = training_configs(profile, data)
     sources = recognizer["data"]["sources"]
     assert [(Path(s["manifest"]), s["weight"], s["augment"]) for s in sources] == [
         (data / "crops/train/manifest.jsonl", 1.0, "none"),
-        (data / "import/real/manifest.jsonl", 0.5, "handwritten")]
+        (data / "import/real/manifest.jsonl", 0.5, "handwritten"),
+        (data / "handwriting/composed/manifest.jsonl", 0.5, "handwritten")]
     assert Path(recognizer["data"]["val_manifest"]) == data / "crops/val/manifest.jsonl"
     assert recognizer["steps"] == 4 and recognizer["data"]["val_limit"] == 8 and recognizer["mlflow"] is False
     assert recognizer["model"]["d_model"] == 64  # from the base config, untouched by the override
     assert Path(detector["train_pages"]) == data / "pages/train/manifest.jsonl"
     assert detector["generate_train"] is None and detector["steps"] == 4 and detector["model"]["fpn"] == 8
     _crop_manifest(data / "import/real/manifest.jsonl", 0)
+    _crop_manifest(data / "handwriting/composed/manifest.jsonl", 0)
     (data / "crops/train/manifest.jsonl").write_text("")
     with pytest.raises(ReleaseError, match="nothing to train on"):
         training_configs(profile, data)
@@ -216,12 +222,15 @@ def test_tiny_release_runs_once_skips_when_unchanged_and_reruns_only_downstream(
 
     first, _ = _release(repo)
     all_stages = {*first["ran"], *first["skipped"]}
-    assert set(first["ran"]) == all_stages and len(all_stages) == 18 and not first["skipped"]
+    assert set(first["ran"]) == all_stages and len(all_stages) == 19 and not first["skipped"]
     release = repo / "release"
     assert len(list(read_manifest(release / "data/import/real/manifest.jsonl"))) == 6
     sources = yaml.safe_load((release / "configs/recognizer.yaml").read_text())["data"]["sources"]
     assert [s["manifest"] for s in sources] == [  # not the corrections: there are none
-        "release/data/crops/train/manifest.jsonl", "release/data/import/real/manifest.jsonl"]
+        "release/data/crops/train/manifest.jsonl", "release/data/import/real/manifest.jsonl",
+        "release/data/handwriting/composed/manifest.jsonl"]
+    composed = list(read_manifest(release / "data/handwriting/composed/manifest.jsonl"))
+    assert len(composed) == 6 and {sample.kind for sample in composed} == {"handwritten"}
     for name in ("encoder.onnx", "decoder.onnx", "record.json"):
         assert (release / "models/recognizer" / name).is_file()
     val_crops = len(list(read_manifest(release / "data/crops/val/manifest.jsonl")))

@@ -1,6 +1,7 @@
 """`susik release` and the pipeline's steps: the model lifecycle as one DVC pipeline (dvc.yaml at the root).
 
-    synth (dataset spec) -> page crops -> import real crops + exported user corrections -> configure
+    synth (dataset spec) -> page crops -> import real crops -> handwriting composed from their glyphs
+    + exported user corrections -> configure
     -> train recognizer / detector -> export + int8 -> eval on the fixed validation sets -> gate
     -> register -> promote (only when the gate passed)
 

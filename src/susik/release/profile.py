@@ -34,6 +34,13 @@ class ImportSet(_Strict):
     args: str = Field("", description="more `susik data import` options (--copy, --license, ...)")
 
 
+class HandwritingSet(_Strict):
+    glyphs: str = Field(description="an `imports` name: handwritten crops whose glyphs write new formulas")
+    count: int = Field(ge=1, description="crops to write")
+    seed: int = 0
+    args: str = Field("", description="more `susik data handwriting` options (--formulas FILE, --exclude ...)")
+
+
 class Corrections(_Strict):
     db: Path = Field(description="the serving store's SQLite file; `susik online export` reads it")
 
@@ -46,7 +53,8 @@ class MixEntry(_Strict):
 class RecognizerPlan(_Strict):
     base: Path = Field(description="a configs/recognizer_*.yaml: model and schedule")
     sources: dict[str, MixEntry] = Field(
-        min_length=1, description="training mixture: 'synth', 'corrections' or an `imports` name -> weight")
+        min_length=1, description="training mixture: 'synth', 'corrections', an `imports` or a `handwriting` "
+                                  "name -> weight")
     override: dict[str, Any] = Field(default_factory=dict, description="merged into the base config")
 
 
@@ -84,6 +92,8 @@ class ReleaseProfile(_Strict):
     crop_margin: float = Field(0.0, ge=0, le=1, description="each quad grows by a random share of its line height "
                                "below this before it is cut, as the pipeline widens a detection")
     imports: dict[str, ImportSet] = Field(min_length=1)
+    handwriting: dict[str, HandwritingSet] = Field(
+        min_length=1, description="new handwritten formulas composed from an import's glyphs")
     corrections: Corrections
     recognizer: RecognizerPlan
     detector: DetectorPlan
@@ -111,7 +121,14 @@ def load_profile(path: Path) -> ReleaseProfile:
     clash = {"synth", "corrections"} & set(profile.imports)
     if clash:
         raise ReleaseError(f"{path}: imports may not be named {', '.join(sorted(clash))} (built-in names)")
-    unknown = set(profile.recognizer.sources) - {"synth", "corrections", *profile.imports}
+    clash = {"synth", "corrections", *profile.imports} & set(profile.handwriting)
+    if clash:
+        raise ReleaseError(f"{path}: handwriting sets may not share a name with imports or built-in data: "
+                           f"{', '.join(sorted(clash))}")
+    for name, entry in profile.handwriting.items():
+        if entry.glyphs not in profile.imports:
+            raise ReleaseError(f"{path}: handwriting.{name}.glyphs names no import: {entry.glyphs}")
+    unknown = set(profile.recognizer.sources) - {"synth", "corrections", *profile.imports, *profile.handwriting}
     if unknown:
         raise ReleaseError(f"{path}: recognizer.sources names unknown data: {', '.join(sorted(unknown))}")
     return profile
@@ -147,13 +164,13 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def dataset_manifest(name: str, data: Path = DATA) -> Path:
-    """Where the pipeline puts the crop dataset called `name` in a profile."""
+def dataset_manifest(name: str, data: Path = DATA, *, composed: bool = False) -> Path:
+    """Where the pipeline puts the crop dataset called `name` in a profile (`composed`: a handwriting set)."""
     if name == "synth":
         return data / "crops/train/manifest.jsonl"
     if name == "corrections":
         return data / "corrections/manifest.jsonl"
-    return data / "import" / name / "manifest.jsonl"
+    return data / ("handwriting" if composed else "import") / name / "manifest.jsonl"
 
 
 def _has_samples(manifest: Path) -> bool:
@@ -166,7 +183,7 @@ def training_configs(profile: ReleaseProfile, data: Path = DATA) -> tuple[dict[s
     pipeline's datasets. A source with no samples yet (no corrections exported) is left out."""
     sources = []
     for name, entry in profile.recognizer.sources.items():
-        manifest = dataset_manifest(name, data)
+        manifest = dataset_manifest(name, data, composed=name in profile.handwriting)
         if not manifest.is_file():
             raise ReleaseError(f"{manifest}: missing (recognizer.sources names {name!r})")
         if _has_samples(manifest):
