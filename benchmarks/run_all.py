@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     ("bench_render.py", ["--n", "4096"]),
     ("bench_synth.py", ["--n", "100"]),
+    ("bench_handwriting.py", []),
     ("bench_recognizer_speed.py", []),
     ("bench_recognizer_quality.py", []),
     ("bench_pipeline.py", []),
