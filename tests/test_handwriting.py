@@ -154,3 +154,14 @@ def test_the_command_writes_a_manifest(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert "wrote 5 handwritten crops" in result.output
     assert len(out.read_text().splitlines()) == 5
+
+
+def test_drawn_symbols_accents_and_borrowed_glyphs_need_no_glyph_of_their_own():
+    bank = build_glyph_bank([*_samples(), (_canvas("o|"), "o |"), (_canvas("1.5"), "1 . 5")])
+    rng = np.random.default_rng(2)
+    plain = write_formula(normalize("a"), bank, np.random.default_rng(2))
+    barred = write_formula(normalize(r"\overline{a}"), bank, np.random.default_rng(2))
+    assert barred.shape[0] > plain.shape[0]  # the bar sits above the letter
+    for latex in (r"\triangle a \perp b", r"\overrightarrow{ab}", r"a \mid b", r"30^{\circ}", "a:b", r"\angle a"):
+        image = write_formula(normalize(latex), bank, rng)
+        assert (image < 128).sum() > 50, latex

@@ -38,6 +38,8 @@ _INK_THRESHOLD = 200
 _MIN_COMPONENT_AREA = 3  # pixels: specks of the rendering, not strokes
 _STACKED = 0.5  # a component shares more than this share of the narrower one's columns: the same symbol
 _ASPECT_MAD = 3.0  # outliers: log aspect further than this many median absolute deviations from the class's
+_SHAPE_MAD = 2.5  # outliers: likeness to the class's mean shape this many deviations below the median
+_SHAPE_SIDE = 20  # px: glyphs are compared as shapes at this size
 
 
 def visible_symbols(tokens: Sequence[str]) -> list[str] | None:
@@ -146,11 +148,30 @@ class GlyphBank:
             aspect = np.array([np.log(g.shape[1] / g.shape[0]) for g in items])
             median = float(np.median(aspect))
             spread = max(float(np.median(np.abs(aspect - median))), 0.1)
-            keep = np.abs(aspect - median) <= _ASPECT_MAD * spread
+            keep = (np.abs(aspect - median) <= _ASPECT_MAD * spread) & _typical_shapes(items)
             dropped += int((~keep).sum())
             self.glyphs[symbol] = [g for g, k in zip(items, keep, strict=True) if k]
             self.writers[symbol] = [w for w, k in zip(self.writers[symbol], keep, strict=True) if k]
         return dropped
+
+
+def _typical_shapes(glyphs: Sequence[np.ndarray]) -> np.ndarray:
+    """Which glyphs look like their class: correlation of each one's blurred shape with the class's mean
+    shape, against the class's spread. Catches cuts that matched by count and aspect but hold another
+    symbol (an `i` that is an `n`)."""
+    shapes = np.stack([cv2.GaussianBlur(cv2.resize(255.0 - g.astype(np.float32), (_SHAPE_SIDE, _SHAPE_SIDE),
+                                                   interpolation=cv2.INTER_AREA), (5, 5), 1.5).ravel()
+                       for g in glyphs])
+    shapes -= shapes.mean(axis=1, keepdims=True)
+    shapes /= np.linalg.norm(shapes, axis=1, keepdims=True) + 1e-6
+    keep = np.ones(len(glyphs), bool)
+    for _ in range(2):  # the second mean is made without the first pass's outliers
+        mean = shapes[keep].mean(axis=0)
+        likeness = shapes @ (mean / (np.linalg.norm(mean) + 1e-6))
+        median = float(np.median(likeness[keep]))
+        spread = max(float(np.median(np.abs(likeness[keep] - median))), 0.03)
+        keep = likeness >= median - _SHAPE_MAD * spread
+    return keep
 
 
 def build_glyph_bank(samples: Iterable[tuple[np.ndarray, str]]) -> GlyphBank:

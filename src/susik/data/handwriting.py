@@ -54,6 +54,7 @@ ZONES: dict[str, tuple[float, float]] = {
     **dict.fromkeys("fj", _BOTH),
     **dict.fromkeys([r"\beta", r"\phi", r"\psi", r"\xi", r"\zeta"], _BOTH),
     **dict.fromkeys(["(", ")", "[", "]", "|", r"\{", r"\}", "/", r"\|"], _TALL),
+    r"\mid": _TALL, r"\circ": (0.85, 1.35),
     "i": (0.0, 1.35), ".": (0.0, 0.2), ",": (-0.3, 0.2), "'": (0.95, 1.5), r"\prime": (0.95, 1.5),
 }
 # Operators centred on the axis: ("h", size) scales the glyph's height, ("w", size) its width (flat symbols).
@@ -64,6 +65,17 @@ AXIAL: dict[str, tuple[str, float]] = {
     r"\equiv": ("w", 0.85), r"\sim": ("w", 0.8), r"\rightarrow": ("w", 1.5), r"\infty": ("w", 1.4),
 }
 SCRIPTED_BELOW = frozenset({r"\lim"})  # their subscript goes under them
+# Written with another symbol's glyph (placed in their own zone).
+BORROWED = {r"\mid": "|", r"\circ": "o", "O": "0"}  # a written O and a zero look alike
+# Drawn as pen strokes, in x-heights: (x, height above the baseline) per stroke.
+DRAWN: dict[str, list[list[tuple[float, float]]]] = {
+    r"\perp": [[(0.5, 0.0), (0.5, 1.3)], [(0.0, 0.0), (1.0, 0.0)]],
+    r"\triangle": [[(0.0, 0.0), (0.55, 1.3), (1.1, 0.0), (0.0, 0.0)]],
+    r"\angle": [[(1.0, 1.2), (0.0, 0.0), (1.1, 0.0)]],
+    r"\parallel": [[(0.2, -0.3), (0.2, 1.4)], [(0.6, -0.3), (0.6, 1.4)]],
+}
+ACCENTS = frozenset({r"\overline", r"\bar", r"\overrightarrow", r"\vec"})
+ARROWS = frozenset({r"\overrightarrow", r"\vec"})
 _MIN_SOURCE_SHARE = 0.45  # a glyph enlarged more than ~2x looks blurred: prefer sources at least this tall
 
 # Printed spellings that handwriting does not distinguish, written and labelled as the handwritten form.
@@ -162,10 +174,14 @@ def _tokens_optional(tokens: Sequence[str], at: int) -> tuple[list[str] | None, 
 def symbols_needed(tokens: Sequence[str]) -> Iterator[str]:
     """The bank symbols a formula's glyphs come from (function names as letters; fraction bars are minus signs)."""
     for token in tokens:
-        if token in ("{", "}", "^", "_", "[", "]") or token == r"\sqrt":
+        if token in ("{", "}", "^", "_", "[", "]") or token == r"\sqrt" or token in DRAWN or token in ACCENTS:
             continue
         if token == r"\frac":
             yield "-"
+        elif token == ":":
+            yield "."
+        elif token in BORROWED:
+            yield BORROWED[token]
         elif token in SPELLED:
             yield from SPELLED[token]
         elif token in DOTS:
@@ -223,6 +239,13 @@ class Writer:
             base, at = self._word(SPELLED[token], unit), at + 1
         elif token in DOTS:
             base, at = self._word([DOTS[token]] * 3, unit), at + 1
+        elif token in ACCENTS:
+            body, at = _tokens_arg(tokens, at + 1)
+            base = self._accent(token, body, unit)
+        elif token in DRAWN:
+            base, at = self._drawn(token, unit), at + 1
+        elif token == ":":
+            base, at = self._colon(unit), at + 1
         elif token in ("^", "_"):
             raise Unsupported(f"a script without a base: {token}")
         else:
@@ -240,7 +263,8 @@ class Writer:
         return self._scripts(base, superscript, subscript, unit, below=below), at
 
     def _glyph(self, symbol: str, unit: float) -> Box:
-        if symbol not in self.bank:
+        source = BORROWED.get(symbol, symbol)
+        if source not in self.bank:
             raise Unsupported(f"no handwritten glyph for {symbol}")
         jitter = 1.0 + self.rng.uniform(-self.config.size_jitter, self.config.size_jitter)
         if symbol in AXIAL:
@@ -253,7 +277,7 @@ class Writer:
             return Box(ink, round(AXIS * unit + ink.shape[0] / 2))
         bottom, top = ZONES.get(symbol, _ASCENDER)
         target = (top - bottom) * unit * jitter
-        glyph = self.bank.pick(symbol, self.rng, self.writer, min_height=_MIN_SOURCE_SHARE * target)
+        glyph = self.bank.pick(source, self.rng, self.writer, min_height=_MIN_SOURCE_SHARE * target)
         scale = target / glyph.shape[0]
         ink = self._ink(glyph, scale)
         return Box(ink, round(ink.shape[0] + bottom * unit))
@@ -265,15 +289,17 @@ class Writer:
         coverage = (255.0 - glyph.astype(np.float32)) / 255.0
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         ink = cv2.resize(coverage, (width, height), interpolation=interpolation)
-        ink /= max(float(ink.max()), 1e-3)  # a shrunk thin stroke turns grey; a pen's ink is not
+        # a shrunk thin stroke turns grey; a pen's ink is not: full strength, solid beyond the edges
+        ink = np.clip(1.5 * ink / max(float(ink.max()), 1e-3), 0.0, 1.0)
         change = round((self.pen - _SOURCE_STROKE * scale) / 2)
         if change > 0:
             ink = cv2.dilate(cv2.copyMakeBorder(ink, change, change, change, change, cv2.BORDER_CONSTANT,
                                                 value=0.0), _disc(change))
         elif change < 0:
             thinned = cv2.erode(ink, _disc(-change))
-            # thinning must not erase a small symbol
-            ink = thinned if thinned.max() > 0.5 else ink
+            # thinning must not erase a small symbol, nor leave it grey
+            if thinned.max() > 0.5:
+                ink = thinned / float(thinned.max())
         return np.clip(ink, 0.0, 1.0)
 
     def _word(self, letters: Sequence[str], unit: float) -> Box:
@@ -347,28 +373,56 @@ class Writer:
         low, high = -body.descent - 0.15 * unit, body.ascent + self.rng.uniform(0.15, 0.35) * unit
         hook = 0.65 * unit
         right = hook + 0.15 * unit + body.width + self.rng.uniform(0.05, 0.3) * unit
-        # in (x, height above the baseline); the stroke drawer flips to image rows
-        points = [(0.0, low + 0.45 * (high - low) + jitter()), (0.18 * unit, low + 0.52 * (high - low)),
-                  (0.38 * unit + jitter(), low), (hook + jitter(), high), (right, high + jitter())]
-        top_row = high + self.pen
-        canvas_height = top_row - low + self.pen
-        stroke = self._stroke([(x, top_row - y) for x, y in points], right + self.pen, canvas_height)
-        sign = Box(stroke, round(top_row))
-        parts = [(sign, 0.0, 0.0), (body, hook + 0.15 * unit, 0.0)]
+        sign, left = self._figure([[
+            (0.0, low + 0.45 * (high - low) + jitter()), (0.18 * unit, low + 0.52 * (high - low)),
+            (0.38 * unit + jitter(), low), (hook + jitter(), high), (right, high + jitter())]])
+        parts = [(sign, left, 0.0), (body, hook + 0.15 * unit, 0.0)]
         if index_tokens:
             index = self._row(index_tokens, unit * 0.55)
             parts.append((index, 0.3 * unit - index.width, low + 0.55 * (high - low) + index.descent))
         return combine(parts)
 
-    def _stroke(self, points: list[tuple[float, float]], width: float, height: float) -> np.ndarray:
-        """A pen stroke through `points` (image x, row) on a canvas of width x height, antialiased."""
-        shift = 4  # cv2 draws at 1/16 px with this
-        canvas = np.zeros((max(1, round(height)), max(1, round(width))), np.uint8)
-        line = np.array([[round(x * 16), round(y * 16)] for x, y in points], np.int32)
-        cv2.polylines(canvas, [line], False, 255, thickness=max(1, round(self.pen)), lineType=cv2.LINE_AA,
-                      shift=shift)
-        return canvas.astype(np.float32) / 255.0
+    def _accent(self, token: str, body_tokens: list[str], unit: float) -> Box:
+        """A bar or an arrow drawn over its argument."""
+        body = self._row(body_tokens, unit)
+        height = body.ascent + self.rng.uniform(0.15, 0.35) * unit
+        tilt = float(self.rng.normal(0, 0.04)) * unit
+        line = [(0.0, height), (body.width, height + tilt)]
+        strokes = [line]
+        if token in ARROWS:
+            head = 0.25 * unit
+            strokes.append([(body.width - head, height + tilt + 0.7 * head), (body.width, height + tilt),
+                            (body.width - head, height + tilt - 0.7 * head)])
+        figure, left = self._figure(strokes)
+        return combine([(body, 0.0, 0.0), (figure, left, 0.0)])
 
+    def _drawn(self, token: str, unit: float) -> Box:
+        """A symbol drawn as pen strokes (x-heights: x to the right, height above the baseline)."""
+        size = unit * (1.0 + self.rng.uniform(-self.config.size_jitter, self.config.size_jitter))
+        strokes = [[(x * size + float(self.rng.normal(0, 0.03)) * unit, y * size) for x, y in line]
+                   for line in DRAWN[token]]
+        figure, left = self._figure(strokes)
+        return combine([(figure, left, 0.0)])
+
+    def _colon(self, unit: float) -> Box:
+        dot = self._glyph(".", unit)
+        gap = self.rng.uniform(0.4, 0.6) * unit
+        return combine([(dot, 0.0, 0.0), (dot, self.rng.normal(0, 0.05) * unit, gap + dot.ascent)])
+
+    def _figure(self, strokes: list[list[tuple[float, float]]]) -> tuple[Box, float]:
+        """Pen strokes given in (x, height above the baseline) as a Box, and the x where its left edge lies."""
+        xs = [x for line in strokes for x, _ in line]
+        ys = [y for line in strokes for _, y in line]
+        left, top = min(xs) - self.pen, max(ys) + self.pen
+        width, height = max(xs) + self.pen - left, top - (min(ys) - self.pen)
+        canvas = np.zeros((max(1, round(height)), max(1, round(width))), np.uint8)
+        shift = 4  # cv2 draws at 1/16 px with this
+        lines = [np.array([[round((x - left) * 16), round((top - y) * 16)] for x, y in line], np.int32)
+                 for line in strokes]
+        # antialiased cv2 lines come out about a pixel bolder than their thickness
+        cv2.polylines(canvas, lines, False, 255, thickness=max(1, round(self.pen - 1)), lineType=cv2.LINE_AA,
+                      shift=shift)
+        return Box(canvas.astype(np.float32) / 255.0, round(top)), left
 
 def _disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
