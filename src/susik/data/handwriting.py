@@ -4,8 +4,9 @@ A small layout engine for what school handwriting holds: rows of symbols, super-
 roots (with an index) and `\\lim` with its limit below. Each symbol is a real handwritten glyph
 (`susik.data.glyphs`) scaled to its typographic zone (x-height letters, ascenders, descenders, operators on the
 math axis), with the writer's own jitter in size, baseline and spacing; fraction bars are handwritten minus
-signs stretched to width and radicals are drawn as pen strokes. Anything else (a big operator, `\\text`, a
-matrix) makes the formula unsupported: the caller picks another rather than getting a wrong picture.
+signs stretched to width; radicals, bars and arrows over an argument and a few geometry symbols (`\\perp`,
+`\\triangle`, `\\angle`) are drawn as pen strokes. Anything else (a big operator, a matrix, a symbol no writer
+of the bank wrote) makes the formula unsupported: the caller picks another rather than a wrong picture.
 """
 
 from __future__ import annotations
