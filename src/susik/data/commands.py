@@ -198,10 +198,9 @@ def handwriting_command(
         with _progress("cutting glyphs", len(dataset)) as advance:
             bank = build_glyph_bank(_ticking(_labelled_canvases(dataset), advance))
         _print_bank(bank)
-        labels = [dataset.record(index).latex for index in range(len(dataset))]
+        labels = _labels(dataset)
         corpus = [line for path in formulas for line in load_corpus(path)]
-        excluded = [CropDataset(path).record(index).latex for path in exclude
-                    for index in range(len(CropDataset(path)))]
+        excluded = [latex for path in exclude for latex in _labels(CropDataset(path))]
         config = HandwrittenSetConfig(count=count, relabel_share=relabel_share if corpus else 1.0)
         with _progress("writing", count) as advance:
             stats = write_handwritten_set(bank, corpus, labels, out, config=config, seed=seed, exclude=excluded,
@@ -209,6 +208,10 @@ def handwriting_command(
         _say(f"wrote {stats.written} handwritten crops to {out}; failed {stats.failed}")
         for line in stats.failures:
             _say(f"  {line}", err=True)
+
+
+def _labels(dataset: CropDataset) -> list[str]:
+    return [dataset.record(index).latex for index in range(len(dataset))]
 
 
 def _print_bank(bank: GlyphBank) -> None:

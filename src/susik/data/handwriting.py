@@ -145,6 +145,16 @@ def combine(parts: Sequence[tuple[Box, float, float]]) -> Box:
     return Box(canvas, ascent)
 
 
+def _group_end(tokens: Sequence[str], at: int, opening: str, closing: str) -> int:
+    """The index of the `closing` token that matches the `opening` one at `at`."""
+    depth = 0
+    for index in range(at, len(tokens)):
+        depth += (tokens[index] == opening) - (tokens[index] == closing)
+        if depth == 0:
+            return index
+    raise Unsupported(f"unbalanced {opening}{closing}")
+
+
 def _tokens_arg(tokens: Sequence[str], at: int) -> tuple[list[str], int]:
     """The tokens of one argument starting at `at` (a braced group without its braces, or one token) and the
     index after it."""
@@ -152,24 +162,16 @@ def _tokens_arg(tokens: Sequence[str], at: int) -> tuple[list[str], int]:
         raise Unsupported("an argument is missing")
     if tokens[at] != "{":
         return [tokens[at]], at + 1
-    depth = 0
-    for index in range(at, len(tokens)):
-        depth += (tokens[index] == "{") - (tokens[index] == "}")
-        if depth == 0:
-            return list(tokens[at + 1:index]), index + 1
-    raise Unsupported("unbalanced braces")
+    end = _group_end(tokens, at, "{", "}")
+    return list(tokens[at + 1:end]), end + 1
 
 
 def _tokens_optional(tokens: Sequence[str], at: int) -> tuple[list[str] | None, int]:
     """A `[...]` argument (a root's index) at `at`, if there is one."""
     if at >= len(tokens) or tokens[at] != "[":
         return None, at
-    depth = 0
-    for index in range(at, len(tokens)):
-        depth += (tokens[index] == "[") - (tokens[index] == "]")
-        if depth == 0:
-            return list(tokens[at + 1:index]), index + 1
-    raise Unsupported("unbalanced brackets")
+    end = _group_end(tokens, at, "[", "]")
+    return list(tokens[at + 1:end]), end + 1
 
 
 def symbols_needed(tokens: Sequence[str]) -> Iterator[str]:
