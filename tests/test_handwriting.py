@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from susik.cli import app
 from susik.data.glyphs import GlyphBank, build_glyph_bank, column_groups, visible_symbols
-from susik.data.handwriting import Unsupported, handwritten_tokens, write_formula
+from susik.data.handwriting import HandwritingConfig, Unsupported, handwritten_tokens, write_formula
 from susik.data.handwriting_set import HandwrittenSetConfig, swap_symbols, write_handwritten_set
 from susik.latex import normalize
 
@@ -89,6 +89,24 @@ def test_a_fraction_is_written_taller_than_its_row_and_a_superscript_above_its_b
     sup_columns = raised[:, plain.shape[1]:]  # right of the base: the script
     base_columns = raised[:, :plain.shape[1] - 4]
     assert _ink_rows(sup_columns)[0] < _ink_rows(base_columns)[0]  # the script starts higher
+
+
+def test_each_copy_of_a_glyph_is_bent_anew_and_a_writer_slants_the_whole_formula():
+    bank = build_glyph_bank(_samples())  # one drawing of x
+    fixed = {"x_height": (24.0, 24.0), "pen": (2.0, 2.0), "size_jitter": 0.0, "baseline_jitter": 0.0}
+    unbent = HandwritingConfig(**fixed, slant=0.0, glyph_rotation=0.0, glyph_stretch=0.0, elastic=0.0)
+    copies = [write_formula(["x"], bank, np.random.default_rng(seed), unbent) for seed in range(4)]
+    assert all(np.array_equal(copies[0], copy) for copy in copies[1:])
+
+    bent = HandwritingConfig(**fixed, slant=0.0)
+    copies = [write_formula(["x"], bank, np.random.default_rng(seed), bent) for seed in range(4)]
+    assert len({copy.tobytes() for copy in copies}) == 4
+    inks = [int((copy < 128).sum()) for copy in copies]
+    assert max(inks) < 1.6 * min(inks)  # bent, not broken or smeared
+
+    slanted = HandwritingConfig(**fixed, slant=0.5, glyph_rotation=0.0, glyph_stretch=0.0, elastic=0.0)
+    widths = {write_formula(["1"], bank, np.random.default_rng(seed), slanted).shape[1] for seed in range(6)}
+    assert len(widths) > 2  # the shear widens each formula by its own amount
 
 
 def test_roots_and_spelled_functions_are_written():

@@ -1,12 +1,13 @@
 """New handwritten formulas composed from a glyph bank: LaTeX in, an image of it written by hand out.
 
-A small layout engine for what school handwriting holds: rows of symbols, super- and subscripts, fractions,
-roots (with an index) and `\\lim` with its limit below. Each symbol is a real handwritten glyph
-(`susik.data.glyphs`) scaled to its typographic zone (x-height letters, ascenders, descenders, operators on the
-math axis), with the writer's own jitter in size, baseline and spacing; fraction bars are handwritten minus
-signs stretched to width; radicals, bars and arrows over an argument and a few geometry symbols (`\\perp`,
-`\\triangle`, `\\angle`) are drawn as pen strokes. Anything else (a big operator, a matrix, a symbol no writer
-of the bank wrote) makes the formula unsupported: the caller picks another rather than a wrong picture.
+A small layout engine for what school handwriting holds: rows of symbols, super- and subscripts, fractions, roots
+(with an index) and `\\lim` with its limit below. Each symbol is a real handwritten glyph (`susik.data.glyphs`)
+scaled to its typographic zone (x-height letters, ascenders, descenders, operators on the math axis), with the
+writer's own jitter in size, baseline and spacing, each copy bent a little (turned, stretched, wobbled) and the
+whole formula slanted; fraction bars are handwritten minus signs stretched to width; radicals, bars and arrows
+over an argument and a few geometry symbols (`\\perp`, `\\triangle`, `\\angle`) are drawn as pen strokes. Anything
+else (a big operator, a matrix, a symbol no writer of the bank wrote) makes the formula unsupported: the caller
+picks another rather than a wrong picture.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class HandwritingConfig(BaseModel):
                                                            "that writer wrote the symbol")
     script_scale: tuple[float, float] = Field((0.6, 0.78), description="scripts' size against their base")
     margin: float = Field(0.4, ge=0, description="white border, in x-heights")
+    # A glyph bank of a few thousand formulas repeats its drawings; bending each copy a little makes every
+    # written symbol new, so a recognizer learns shapes rather than memorising drawings.
+    slant: float = Field(0.2, ge=0, lt=1, description="a writer's slant: the formula is sheared by up to this")
+    glyph_rotation: float = Field(6.0, ge=0, lt=45, description="degrees a symbol turns, at most")
+    glyph_stretch: float = Field(0.12, ge=0, lt=0.5, description="a symbol's width varies by up to this share")
+    elastic: float = Field(0.025, ge=0, lt=0.2, description="a smooth wobble of the strokes, as a share of "
+                                                              "the symbol's size")
 
 
 # Typographic zones in x-heights: (bottom, top) above the baseline; height is what the glyph is scaled to.
@@ -209,6 +217,7 @@ class Writer:
         box = self._row(list(tokens), x_height)
         pad = max(2, round(self.config.margin * x_height))
         ink = cv2.copyMakeBorder(box.ink, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0.0)
+        ink = _slanted(ink, float(self.rng.uniform(-self.config.slant, self.config.slant)))
         return np.clip(255.0 * (1.0 - ink), 0, 255).astype(np.uint8)
 
     # --- rows and atoms ----------------------------------------------------------------------------------
@@ -273,17 +282,46 @@ class Writer:
         if symbol in AXIAL:
             measure, size = AXIAL[symbol]
             target = size * unit * jitter
-            glyph = self.bank.pick(symbol, self.rng, self.writer,
-                                   min_height=_MIN_SOURCE_SHARE * target if measure == "h" else 0.0)
+            glyph = self._bent(self.bank.pick(symbol, self.rng, self.writer,
+                                              min_height=_MIN_SOURCE_SHARE * target if measure == "h" else 0.0))
             scale = target / (glyph.shape[0] if measure == "h" else glyph.shape[1])
             ink = self._ink(glyph, scale)
             return Box(ink, round(AXIS * unit + ink.shape[0] / 2))
         bottom, top = ZONES.get(symbol, _ASCENDER)
         target = (top - bottom) * unit * jitter
-        glyph = self.bank.pick(source, self.rng, self.writer, min_height=_MIN_SOURCE_SHARE * target)
+        glyph = self._bent(self.bank.pick(source, self.rng, self.writer, min_height=_MIN_SOURCE_SHARE * target))
         scale = target / glyph.shape[0]
         ink = self._ink(glyph, scale)
         return Box(ink, round(ink.shape[0] + bottom * unit))
+
+    def _bent(self, glyph: np.ndarray) -> np.ndarray:
+        """The glyph (ink on white) turned, stretched and wobbled a little, cropped to its ink again."""
+        config = self.config
+        if not (config.glyph_rotation or config.glyph_stretch or config.elastic):
+            return glyph
+        size = max(glyph.shape)
+        pad = round(0.2 * size) + 2
+        canvas = cv2.copyMakeBorder(glyph, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
+        height, width = canvas.shape
+        angle = np.deg2rad(self.rng.uniform(-config.glyph_rotation, config.glyph_rotation))
+        stretch = 1.0 + self.rng.uniform(-config.glyph_stretch, config.glyph_stretch)
+        turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        linear = turn @ np.diag([stretch, 1.0])
+        centre = np.array([width / 2, height / 2])
+        affine = np.hstack([linear, (centre - linear @ centre)[:, None]]).astype(np.float32)
+        canvas = cv2.warpAffine(canvas, affine, (width, height), flags=cv2.INTER_LINEAR, borderValue=255)
+        if config.elastic:
+            # a random displacement on a coarse grid, smoothly interpolated: bends at the scale of a stroke's curve
+            amplitude = config.elastic * size
+            shift_x, shift_y = (cv2.resize(self.rng.uniform(-amplitude, amplitude, (4, 4)).astype(np.float32),
+                                           (width, height), interpolation=cv2.INTER_CUBIC) for _ in range(2))
+            grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+            canvas = cv2.remap(canvas, grid_x + shift_x, grid_y + shift_y, cv2.INTER_LINEAR, borderValue=255)
+        rows = np.flatnonzero((canvas < 200).any(axis=1))
+        cols = np.flatnonzero((canvas < 200).any(axis=0))
+        if not len(rows):  # a faint glyph bent away to nothing: keep the original
+            return glyph
+        return np.ascontiguousarray(canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
 
     def _ink(self, glyph: np.ndarray, scale: float) -> np.ndarray:
         """The glyph's ink resized by `scale`, its strokes brought back to this formula's pen width."""
@@ -426,6 +464,16 @@ class Writer:
         cv2.polylines(canvas, lines, False, 255, thickness=max(1, round(self.pen - 1)), lineType=cv2.LINE_AA,
                       shift=shift)
         return Box(canvas.astype(np.float32) / 255.0, round(top)), left
+
+def _slanted(ink: np.ndarray, shear: float) -> np.ndarray:
+    """Ink coverage sheared horizontally about its middle row (positive leans to the right), widened to fit."""
+    height, width = ink.shape
+    grow = round(abs(shear) * height / 2)
+    if not grow:
+        return ink
+    affine = np.float32([[1, -shear, grow + shear * height / 2], [0, 1, 0]])
+    return cv2.warpAffine(ink, affine, (width + 2 * grow, height), flags=cv2.INTER_LINEAR, borderValue=0.0)
+
 
 def _disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
