@@ -58,6 +58,40 @@ def test_the_bank_cuts_matching_formulas_and_skips_the_others():
     assert (glyph < 128).any()
 
 
+def _integral_canvas(second_height: int) -> np.ndarray:
+    """A tall S-curve (an integral) with a small 0 and 1 at its right and an x; the x is `second_height` tall."""
+    canvas = np.full((120, 160), 255, np.uint8)
+    curve = np.array([[40, 10], [34, 14], [30, 30], [30, 90], [26, 106], [20, 110]], np.int32)
+    cv2.polylines(canvas, [curve], False, 0, 2)
+    cv2.circle(canvas, (50, 104), 4, 0, 2)  # lower limit
+    cv2.line(canvas, (52, 12), (52, 24), 0, 2)  # upper limit
+    cv2.line(canvas, (80, 60 - second_height // 2), (100, 60 + second_height // 2), 0, 2)
+    cv2.line(canvas, (100, 60 - second_height // 2), (80, 60 + second_height // 2), 0, 2)
+    return canvas
+
+
+def test_a_big_operator_is_cut_as_the_clearly_tallest_stroke():
+    bank = build_glyph_bank([(_integral_canvas(20), r"\int_{0}^{1} x"),
+                             (_integral_canvas(90), r"\int_{0}^{1} x"),  # x nearly as tall: ambiguous, skipped
+                             (_integral_canvas(20), r"\int_{0}^{1} x + \int x")])  # two operators: skipped
+    assert bank.count(r"\int") == 1 and bank.formulas_used == 1
+    glyph = bank.pick(r"\int", np.random.default_rng(0))
+    assert glyph.shape[0] > 90 and glyph.shape[1] < 30  # the curve alone, not its limits
+
+
+def test_a_sum_has_its_limits_under_and_over_it_and_an_integral_beside_it():
+    bank = build_glyph_bank([*_samples(), (_integral_canvas(20), r"\int_{0}^{1} x")])
+    bank.add(r"\sum", cv2.rotate(_integral_canvas(20)[5:115, 15:45], cv2.ROTATE_90_CLOCKWISE), 99)
+    plain = write_formula(normalize(r"\sum"), bank, np.random.default_rng(1), HandwritingConfig(slant=0.0))
+    limited = write_formula(normalize(r"\sum_{1}^{2}"), bank, np.random.default_rng(1), HandwritingConfig(slant=0.0))
+    assert np.ptp(_ink_rows(limited)) > 1.4 * np.ptp(_ink_rows(plain))  # taller: limits stacked
+    assert limited.shape[1] < 1.3 * plain.shape[1]  # not wider: nothing beside it
+    beside = write_formula(normalize(r"\int_{0}^{1} x"), bank, np.random.default_rng(1),
+                           HandwritingConfig(slant=0.0))
+    alone = write_formula(normalize(r"\int"), bank, np.random.default_rng(1), HandwritingConfig(slant=0.0))
+    assert beside.shape[1] > 1.5 * alone.shape[1]
+
+
 def test_outliers_of_a_symbol_are_dropped_by_aspect():
     bank = GlyphBank()
     for writer in range(10):

@@ -216,7 +216,7 @@ def _labels(dataset: CropDataset) -> list[str]:
 
 def _print_bank(bank: GlyphBank) -> None:
     _say(f"glyphs from {bank.formulas_used} of {bank.formulas_seen} formulas (one-line formulas whose ink "
-         f"split into one group a symbol), {len(bank.symbols)} symbols:")
+         f"split into one group a symbol; one big operator a formula), {len(bank.symbols)} symbols:")
     _say("  " + " ".join(f"{symbol}:{bank.count(symbol)}" for symbol in bank.symbols))
 
 

@@ -5,8 +5,9 @@ ones. Their symbols, though, come from hundreds of writers. A formula written on
 big operator) shows its symbols left to right, so when its ink splits into exactly as many column groups as its
 label has visible symbols, the groups are those symbols in order. Groups are the connected components merged
 where one lies mostly above another in the same columns (`=`, `i`, `\\div`, `\\leq`, a `5`'s flag); a label
-whose count does not match is skipped rather than guessed. A per-class outlier test on the glyphs' aspect
-ratio drops most of the cuts that matched by count but not by symbol.
+whose count does not match is skipped rather than guessed. Big operators (`\\sum`, `\\int`) come from any
+formula holding exactly one: they are its tallest stroke by a clear margin. Per-class outlier tests on the
+glyphs' aspect ratio and shape drop most of the cuts that matched by count but not by symbol.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ _STACKED = 0.5  # a component shares more than this share of the narrower one's 
 _ASPECT_MAD = 3.0  # outliers: log aspect further than this many median absolute deviations from the class's
 _SHAPE_MAD = 2.5  # outliers: likeness to the class's mean shape this many deviations below the median
 _SHAPE_SIDE = 20  # px: glyphs are compared as shapes at this size
+BIG_OPERATORS = frozenset({r"\sum", r"\int"})
+_TALLEST_MARGIN = 0.8  # a big operator is cut only when every other stroke is at most this share of its height
+_INSIDE = 0.7  # a stroke with this share of its box inside the operator's box belongs to it (a sigma's top bar)
 
 
 def visible_symbols(tokens: Sequence[str]) -> list[str] | None:
@@ -78,6 +82,29 @@ def column_groups(gray: np.ndarray) -> list[np.ndarray]:
                 continue
         groups.append((left, right, [index]))
     return [np.isin(labels, members) for _, _, members in groups]
+
+
+def big_operator_mask(gray: np.ndarray) -> np.ndarray | None:
+    """The mask of the big operator on a canvas holding one: the tallest stroke, with the strokes drawn inside
+    its box; None when another stroke is nearly as tall (a bracket, a fraction's tall part) — ambiguous."""
+    ink = (gray < _INK_THRESHOLD).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    parts = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_AREA]
+    if len(parts) < 2:
+        return None
+    heights = {i: int(stats[i, cv2.CC_STAT_HEIGHT]) for i in parts}
+    tallest = max(parts, key=heights.__getitem__)
+    if max(heights[i] for i in parts if i != tallest) > _TALLEST_MARGIN * heights[tallest]:
+        return None
+    left, top, width, height = (int(v) for v in stats[tallest, :4])
+    members = [tallest]
+    for i in parts:
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        inside_w = max(0, min(x + w, left + width) - max(x, left))
+        inside_h = max(0, min(y + h, top + height) - max(y, top))
+        if i != tallest and inside_w * inside_h >= _INSIDE * w * h:
+            members.append(i)
+    return np.isin(labels, members)
 
 
 def cut_glyph(gray: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -175,12 +202,20 @@ def _typical_shapes(glyphs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def build_glyph_bank(samples: Iterable[tuple[np.ndarray, str]]) -> GlyphBank:
-    """A bank from (grayscale canvas, LaTeX label) pairs of handwritten formulas; only one-line formulas whose
-    ink groups match their symbols one to one give glyphs."""
+    """A bank from (grayscale canvas, LaTeX label) pairs of handwritten formulas: one-line formulas whose ink
+    groups match their symbols one to one give all their glyphs, formulas with one big operator give that."""
     bank = GlyphBank()
     for writer, (gray, latex) in enumerate(samples):
         bank.formulas_seen += 1
-        symbols = visible_symbols(normalize(plain_handwritten_label(latex)))
+        tokens = normalize(plain_handwritten_label(latex))
+        operators = [token for token in tokens if token in BIG_OPERATORS]
+        if len(operators) == 1:
+            mask = big_operator_mask(gray)
+            if mask is not None:
+                bank.formulas_used += 1
+                bank.add(operators[0], cut_glyph(gray, mask), writer)
+            continue
+        symbols = visible_symbols(tokens)
         if not symbols:
             continue
         masks = column_groups(gray)

@@ -1,13 +1,13 @@
 """New handwritten formulas composed from a glyph bank: LaTeX in, an image of it written by hand out.
 
 A small layout engine for what school handwriting holds: rows of symbols, super- and subscripts, fractions, roots
-(with an index) and `\\lim` with its limit below. Each symbol is a real handwritten glyph (`susik.data.glyphs`)
-scaled to its typographic zone (x-height letters, ascenders, descenders, operators on the math axis), with the
-writer's own jitter in size, baseline and spacing, each copy bent a little (turned, stretched, wobbled) and the
-whole formula slanted; fraction bars are handwritten minus signs stretched to width; radicals, bars and arrows
-over an argument and a few geometry symbols (`\\perp`, `\\triangle`, `\\angle`) are drawn as pen strokes. Anything
-else (a big operator, a matrix, a symbol no writer of the bank wrote) makes the formula unsupported: the caller
-picks another rather than a wrong picture.
+(with an index), sums and integrals, and `\\lim` and `\\sum` with their limits below (and above). Each symbol is a
+real handwritten glyph (`susik.data.glyphs`) scaled to its typographic zone (x-height letters, ascenders,
+descenders, operators on the math axis), with the writer's own jitter in size, baseline and spacing, each copy
+bent a little (turned, stretched, wobbled) and the whole formula slanted; fraction bars are handwritten minus
+signs stretched to width; radicals, bars and arrows over an argument and a few geometry symbols (`\\perp`,
+`\\triangle`, `\\angle`) are drawn as pen strokes. Anything else (a product, a matrix, a symbol no writer of the
+bank wrote) makes the formula unsupported: the caller picks another rather than a wrong picture.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ AXIAL: dict[str, tuple[str, float]] = {
     r"\cdot": ("h", 0.2), r"\in": ("h", 0.9), "<": ("h", 0.85), ">": ("h", 0.85), r"\leq": ("h", 1.05),
     r"\geq": ("h", 1.05), r"\neq": ("h", 1.1), "-": ("w", 0.85), "=": ("w", 0.85), r"\approx": ("w", 0.85),
     r"\equiv": ("w", 0.85), r"\sim": ("w", 0.8), r"\rightarrow": ("w", 1.5), r"\infty": ("w", 1.4),
+    r"\sum": ("h", 2.2), r"\int": ("h", 2.6),
 }
-SCRIPTED_BELOW = frozenset({r"\lim"})  # their subscript goes under them
+STACKED_LIMITS = frozenset({r"\lim", r"\sum"})  # their subscript goes under them, their superscript over
 # Written with another symbol's glyph (placed in their own zone).
 BORROWED = {r"\mid": "|", r"\circ": "o", "O": "0"}  # a written O and a zero look alike
 # Drawn as pen strokes, in x-heights: (x, height above the baseline) per stroke.
@@ -235,7 +236,7 @@ class Writer:
 
     def _atom(self, tokens: list[str], at: int, unit: float) -> tuple[Box, int]:
         token = tokens[at]
-        below = token in SCRIPTED_BELOW
+        stacked = token in STACKED_LIMITS
         if token == "{":
             inner, at = _tokens_arg(tokens, at)
             base = self._row(inner, unit)
@@ -272,7 +273,7 @@ class Writer:
                 subscript = argument
         if superscript is None and subscript is None:
             return base, at
-        return self._scripts(base, superscript, subscript, unit, below=below), at
+        return self._scripts(base, superscript, subscript, unit, stacked=stacked), at
 
     def _glyph(self, symbol: str, unit: float) -> Box:
         source = BORROWED.get(symbol, symbol)
@@ -354,14 +355,18 @@ class Writer:
     # --- structures --------------------------------------------------------------------------------------
 
     def _scripts(self, base: Box, superscript: list[str] | None, subscript: list[str] | None, unit: float, *,
-                 below: bool) -> Box:
+                 stacked: bool) -> Box:
         small = unit * float(self.rng.uniform(*self.config.script_scale))
         parts: list[tuple[Box, float, float]] = [(base, 0.0, 0.0)]
-        if below and subscript is not None:
-            limit = self._row(subscript, small)
+        if stacked:
             gap = 0.2 * unit
-            parts.append((limit, (base.width - limit.width) / 2, -(base.descent + gap + limit.ascent)))
-            subscript = None
+            if subscript is not None:
+                limit = self._row(subscript, small)
+                parts.append((limit, (base.width - limit.width) / 2, -(base.descent + gap + limit.ascent)))
+            if superscript is not None:
+                limit = self._row(superscript, small)
+                parts.append((limit, (base.width - limit.width) / 2, base.ascent + gap + limit.descent))
+            return combine(parts)
         x = base.width + self.rng.uniform(0.02, 0.15) * unit
         if superscript is not None:
             sup = self._row(superscript, small)
