@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from susik.cli import app
-from susik.data.glyphs import GlyphBank, build_glyph_bank, column_groups, visible_symbols
+from susik.data.glyphs import GlyphBank, build_glyph_bank, column_groups, formula_cuts, visible_symbols
 from susik.data.handwriting import HandwritingConfig, Unsupported, handwritten_tokens, write_formula
 from susik.data.handwriting_set import HandwrittenSetConfig, swap_symbols, write_handwritten_set
 from susik.latex import normalize
@@ -56,6 +56,27 @@ def test_the_bank_cuts_matching_formulas_and_skips_the_others():
     glyph = bank.pick("=", np.random.default_rng(0))
     assert glyph.dtype == np.uint8 and glyph.shape[1] > glyph.shape[0]  # a flat symbol, cropped to its ink
     assert (glyph < 128).any()
+
+
+def _fraction_canvas() -> np.ndarray:
+    """'x =' then a fraction: '1-2' over a bar over '3'."""
+    canvas = np.full((140, 260), 255, np.uint8)
+    for char, x, y in [("x", 10, 80), ("=", 50, 80), ("1", 110, 50), ("-", 145, 50), ("2", 180, 50),
+                       ("3", 145, 125)]:
+        cv2.putText(canvas, char, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 0, 2, cv2.LINE_AA)
+    cv2.line(canvas, (100, 70), (220, 70), 0, 2)  # the bar
+    return canvas
+
+
+def test_fractions_with_one_line_parts_give_their_symbols():
+    cuts = formula_cuts(_fraction_canvas(), normalize(r"x=\frac{1-2}{3}"))
+    assert [symbol for symbol, _ in cuts] == ["1", "-", "2", "3", "x", "="]
+    rows = {symbol: np.flatnonzero(mask.any(axis=1)) for symbol, mask in cuts}
+    assert rows["1"][-1] < 70 < rows["3"][0]  # the numerator over the bar, the denominator under it
+    columns = {symbol: np.flatnonzero(mask.any(axis=0)) for symbol, mask in cuts}
+    assert columns["-"][-1] - columns["-"][0] < 40  # the numerator's minus, not the bar
+    assert formula_cuts(_fraction_canvas(), normalize(r"x=\frac{1-2}{3 4}")) == []  # one symbol short: skipped
+    assert formula_cuts(_fraction_canvas(), normalize(r"\frac{1-2}{3} x=")) == []  # the fraction is not first
 
 
 def _integral_canvas(second_height: int) -> np.ndarray:

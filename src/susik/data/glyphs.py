@@ -5,7 +5,8 @@ ones. Their symbols, though, come from hundreds of writers. A formula written on
 big operator) shows its symbols left to right, so when its ink splits into exactly as many column groups as its
 label has visible symbols, the groups are those symbols in order. Groups are the connected components merged
 where one lies mostly above another in the same columns (`=`, `i`, `\\div`, `\\leq`, a `5`'s flag); a label
-whose count does not match is skipped rather than guessed. Big operators (`\\sum`, `\\int`) come from any
+whose count does not match is skipped rather than guessed. Fractions whose parts are one-line are read the same
+way above and below their bar (a flat stroke with ink over and under it). Big operators (`\\sum`, `\\int`) come from any
 formula holding exactly one: they are its tallest stroke by a clear margin. Per-class outlier tests on the
 glyphs' aspect ratio and shape drop most of the cuts that matched by count but not by symbol.
 """
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 
 from susik.data.crops import plain_handwritten_label
-from susik.latex import normalize
+from susik.latex import group_end, normalize
 
 # Labels with these are not written on one line: their ink does not read left to right.
 NOT_LINEAR = frozenset({
@@ -44,6 +45,7 @@ _SHAPE_SIDE = 20  # px: glyphs are compared as shapes at this size
 BIG_OPERATORS = frozenset({r"\sum", r"\int"})
 _TALLEST_MARGIN = 0.8  # a big operator is cut only when every other stroke is at most this share of its height
 _INSIDE = 0.7  # a stroke with this share of its box inside the operator's box belongs to it (a sigma's top bar)
+_BAR_ASPECT = 2.5  # a fraction bar is at least this many times wider than tall
 
 
 def visible_symbols(tokens: Sequence[str]) -> list[str] | None:
@@ -82,6 +84,96 @@ def column_groups(gray: np.ndarray) -> list[np.ndarray]:
                 continue
         groups.append((left, right, [index]))
     return [np.isin(labels, members) for _, _, members in groups]
+
+
+def split_fractions(tokens: Sequence[str]) -> tuple[list[str], list[tuple[list[str], list[str]]]] | None:
+    """A formula's top-level fractions taken out: the tokens around them (`\\frac` left as a marker) and each
+    fraction's numerator and denominator tokens; None when a fraction's arguments are not two braced groups."""
+    outer: list[str] = []
+    fractions: list[tuple[list[str], list[str]]] = []
+    at = 0
+    while at < len(tokens):
+        if tokens[at] != r"\frac":
+            outer.append(tokens[at])
+            at += 1
+            continue
+        parts = []
+        at += 1
+        for _ in range(2):
+            end = group_end(tokens, at) if at < len(tokens) and tokens[at] == "{" else None
+            if end is None:
+                return None
+            parts.append(list(tokens[at + 1 : end]))
+            at = end + 1
+        outer.append(r"\frac")
+        fractions.append((parts[0], parts[1]))
+    return outer, fractions
+
+
+def fraction_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """(symbol, mask) of every symbol of a one-line formula with fractions of one-line parts; empty when the ink
+    does not match the label (bars, groups above or below a bar, or groups between them)."""
+    split = split_fractions(tokens)
+    if split is None:
+        return []
+    outer, fractions = split
+    segments, segment = [], []  # the outer tokens between fractions
+    for token in outer:
+        if token == r"\frac":
+            segments.append(segment)
+            segment = []
+        else:
+            segment.append(token)
+    segments.append(segment)
+    outer_symbols = [visible_symbols(part) for part in segments]
+    if any(symbols is None for symbols in outer_symbols):
+        return []
+    ink = (gray < _INK_THRESHOLD).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    parts = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_AREA]
+    boxes = {i: tuple(int(v) for v in stats[i, :4]) for i in parts}
+
+    def over(i: int, bar: int) -> bool:
+        x, y, w, h = boxes[i]
+        bx, by, bw, _ = boxes[bar]
+        return bx <= x + w / 2 <= bx + bw and y + h <= by + 1
+
+    def under(i: int, bar: int) -> bool:
+        x, y, w, _ = boxes[i]
+        bx, by, bw, bh = boxes[bar]
+        return bx <= x + w / 2 <= bx + bw and y >= by + bh - 1
+
+    def is_bar(i: int) -> bool:  # flat, with ink over and under it, none of it wider (a minus under a bar)
+        parted = [j for j in parts if over(j, i) or under(j, i)]
+        return (boxes[i][2] >= _BAR_ASPECT * boxes[i][3] and any(over(j, i) for j in parted)
+                and any(under(j, i) for j in parted) and all(boxes[j][2] < boxes[i][2] for j in parted))
+
+    bars = sorted(filter(is_bar, parts), key=lambda i: boxes[i][0])
+    if len(bars) != len(fractions):
+        return []
+    cuts: list[tuple[str, np.ndarray]] = []
+    taken = set(bars)
+    for bar, (numerator, denominator) in zip(bars, fractions, strict=True):
+        for members, row in (([j for j in parts if j not in taken and over(j, bar)], numerator),
+                             ([j for j in parts if j not in taken and under(j, bar)], denominator)):
+            symbols = visible_symbols(row)
+            masks = column_groups(np.where(np.isin(labels, members), gray, 255)) if members else []
+            if not symbols or len(masks) != len(symbols):
+                return []
+            cuts.extend(zip(symbols, masks, strict=True))
+            taken.update(members)
+    rest = [j for j in parts if j not in taken]
+    masks = column_groups(np.where(np.isin(labels, rest), gray, 255)) if rest else []
+    if len(masks) != sum(len(symbols) for symbols in outer_symbols):
+        return []
+    rights = [int(np.flatnonzero(mask.any(axis=0))[-1]) for mask in masks]
+    before = 0
+    for bar, symbols in zip(bars, outer_symbols, strict=False):  # the groups left of each bar are those before it
+        before += len(symbols)
+        if sum(right < boxes[bar][0] for right in rights) != before:
+            return []
+    cuts.extend(zip((symbol for symbols in outer_symbols for symbol in symbols), masks, strict=True))
+    return cuts
 
 
 def big_operator_mask(gray: np.ndarray) -> np.ndarray | None:
@@ -201,28 +293,30 @@ def _typical_shapes(glyphs: Sequence[np.ndarray]) -> np.ndarray:
     return keep
 
 
+def formula_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """(symbol, mask) of the symbols a labelled handwritten formula gives: all of a one-line formula's (fractions
+    of one-line parts included), a lone big operator, or none when its ink does not match its label."""
+    operators = [token for token in tokens if token in BIG_OPERATORS]
+    if len(operators) == 1:
+        mask = big_operator_mask(gray)
+        return [] if mask is None else [(operators[0], mask)]
+    if r"\frac" in tokens:
+        return fraction_cuts(gray, tokens)
+    symbols = visible_symbols(tokens)
+    if not symbols:
+        return []
+    masks = column_groups(gray)
+    return list(zip(symbols, masks, strict=True)) if len(masks) == len(symbols) else []
+
+
 def build_glyph_bank(samples: Iterable[tuple[np.ndarray, str]]) -> GlyphBank:
-    """A bank from (grayscale canvas, LaTeX label) pairs of handwritten formulas: one-line formulas whose ink
-    groups match their symbols one to one give all their glyphs, formulas with one big operator give that."""
+    """A bank from (grayscale canvas, LaTeX label) pairs of handwritten formulas (see `formula_cuts`)."""
     bank = GlyphBank()
     for writer, (gray, latex) in enumerate(samples):
         bank.formulas_seen += 1
-        tokens = normalize(plain_handwritten_label(latex))
-        operators = [token for token in tokens if token in BIG_OPERATORS]
-        if len(operators) == 1:
-            mask = big_operator_mask(gray)
-            if mask is not None:
-                bank.formulas_used += 1
-                bank.add(operators[0], cut_glyph(gray, mask), writer)
-            continue
-        symbols = visible_symbols(tokens)
-        if not symbols:
-            continue
-        masks = column_groups(gray)
-        if len(masks) != len(symbols):
-            continue
-        bank.formulas_used += 1
-        for symbol, mask in zip(symbols, masks, strict=True):
+        cuts = formula_cuts(gray, normalize(plain_handwritten_label(latex)))
+        bank.formulas_used += bool(cuts)
+        for symbol, mask in cuts:
             bank.add(symbol, cut_glyph(gray, mask), writer)
     bank.drop_outliers()
     return bank

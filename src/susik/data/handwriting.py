@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from susik.data.glyphs import DOTS, SPELLED, GlyphBank
+from susik.latex import group_end
 
 AXIS = 0.6  # the math axis (minus, equals, fraction bars) in x-heights above the baseline
 _SOURCE_STROKE = 2.0  # px: the width of the strokes in the shared CROHME renderings
@@ -155,13 +156,10 @@ def combine(parts: Sequence[tuple[Box, float, float]]) -> Box:
 
 
 def _group_end(tokens: Sequence[str], at: int, opening: str, closing: str) -> int:
-    """The index of the `closing` token that matches the `opening` one at `at`."""
-    depth = 0
-    for index in range(at, len(tokens)):
-        depth += (tokens[index] == opening) - (tokens[index] == closing)
-        if depth == 0:
-            return index
-    raise Unsupported(f"unbalanced {opening}{closing}")
+    end = group_end(tokens, at, opening, closing)
+    if end is None:
+        raise Unsupported(f"unbalanced {opening}{closing}")
+    return end
 
 
 def _tokens_arg(tokens: Sequence[str], at: int) -> tuple[list[str], int]:

@@ -9,6 +9,7 @@ tokens, except inside text-mode arguments (`\\text{if x}`) of raw LaTeX, where a
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 TEXT_COMMANDS = frozenset({r"\text", r"\mbox", r"\textrm", r"\textbf", r"\textit", r"\hbox", r"\textnormal"})
 TEXT_SPACE = "\\ "
@@ -80,6 +81,16 @@ def tokenize(latex: str) -> list[str]:
         tokens.append(char)
         i += 1
     return tokens
+
+
+def group_end(tokens: Sequence[str], at: int, opening: str = "{", closing: str = "}") -> int | None:
+    """The index of the `closing` token that matches the `opening` one at `at`; None when it is unbalanced."""
+    depth = 0
+    for index in range(at, len(tokens)):
+        depth += (tokens[index] == opening) - (tokens[index] == closing)
+        if depth == 0:
+            return index
+    return None
 
 
 def detokenize(tokens: list[str]) -> str:
