@@ -215,8 +215,9 @@ def _labels(dataset: CropDataset) -> list[str]:
 
 
 def _print_bank(bank: GlyphBank) -> None:
-    _say(f"glyphs from {bank.formulas_used} of {bank.formulas_seen} formulas (one-line formulas whose ink "
-         f"split into one group a symbol; one big operator a formula), {len(bank.symbols)} symbols:")
+    _say(f"glyphs from {bank.formulas_used} of {bank.formulas_seen} formulas (one-line formulas and "
+         f"fractions of one-line parts whose ink split into one group a symbol; lone big operators), "
+         f"{len(bank.symbols)} symbols:")
     _say("  " + " ".join(f"{symbol}:{bank.count(symbol)}" for symbol in bank.symbols))
 
 
