@@ -1,14 +1,15 @@
 """A bank of handwritten symbols cut from labelled handwritten formulas, for composing new ones.
 
 CROHME's 8.8k training expressions are too few formulas: a recognizer reads 99% of them and a fifth of unseen
-ones. Their symbols, though, come from hundreds of writers. A formula written on one line (no fraction, root or
-big operator) shows its symbols left to right, so when its ink splits into exactly as many column groups as its
-label has visible symbols, the groups are those symbols in order. Groups are the connected components merged
-where one lies mostly above another in the same columns (`=`, `i`, `\\div`, `\\leq`, a `5`'s flag); a label
-whose count does not match is skipped rather than guessed. Fractions whose parts are one-line are read the same
-way above and below their bar (a flat stroke with ink over and under it). Big operators (`\\sum`, `\\int`) come from any
-formula holding exactly one: they are its tallest stroke by a clear margin. Per-class outlier tests on the
-glyphs' aspect ratio and shape drop most of the cuts that matched by count but not by symbol.
+ones. Their symbols, though, come from hundreds of writers. A formula written on one line (no fraction, root
+or big operator) shows its symbols left to right, so when its ink splits into exactly as many column groups as
+its label has visible symbols, the groups are those symbols in order. Groups are the connected components
+merged where one lies mostly above another in the same columns (`=`, `i`, `\\div`, `\\leq`, a `5`'s flag); a
+label whose count does not match is skipped rather than guessed. Fractions whose parts are one-line are read
+the same way above and below their bar (a flat stroke with ink over and under it). Big operators (`\\sum`,
+`\\int`) come from any formula holding exactly one: they are its tallest stroke by a clear margin. Per-class
+outlier tests on the glyphs' aspect ratio and shape drop most of the cuts that matched by count but not by
+symbol.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ _ASPECT_MAD = 3.0  # outliers: log aspect further than this many median absolute
 _SHAPE_MAD = 2.5  # outliers: likeness to the class's mean shape this many deviations below the median
 _SHAPE_SIDE = 20  # px: glyphs are compared as shapes at this size
 BIG_OPERATORS = frozenset({r"\sum", r"\int"})
-_TALLEST_MARGIN = 0.8  # a big operator is cut only when every other stroke is at most this share of its height
-_INSIDE = 0.7  # a stroke with this share of its box inside the operator's box belongs to it (a sigma's top bar)
+_TALLEST_MARGIN = 0.8  # a big operator is cut only when every other stroke is at most this share of its size
+_INSIDE = 0.7  # a stroke with this share of its box in the operator's box belongs to it (a sigma's top bar)
 _BAR_ASPECT = 2.5  # a fraction bar is at least this many times wider than tall
 
 
@@ -87,8 +88,8 @@ def column_groups(gray: np.ndarray) -> list[np.ndarray]:
 
 
 def split_fractions(tokens: Sequence[str]) -> tuple[list[str], list[tuple[list[str], list[str]]]] | None:
-    """A formula's top-level fractions taken out: the tokens around them (`\\frac` left as a marker) and each
-    fraction's numerator and denominator tokens; None when a fraction's arguments are not two braced groups."""
+    """A formula's top-level fractions taken out: the tokens around them (`\\frac` left as a marker) and
+    each fraction's numerator and denominator tokens; None when its arguments are not two braced groups."""
     outer: list[str] = []
     fractions: list[tuple[list[str], list[str]]] = []
     at = 0
@@ -111,8 +112,8 @@ def split_fractions(tokens: Sequence[str]) -> tuple[list[str], list[tuple[list[s
 
 
 def fraction_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    """(symbol, mask) of every symbol of a one-line formula with fractions of one-line parts; empty when the ink
-    does not match the label (bars, groups above or below a bar, or groups between them)."""
+    """(symbol, mask) of every symbol of a one-line formula with fractions of one-line parts; empty when the
+    ink does not match the label (bars, groups above or below a bar, or groups between them)."""
     split = split_fractions(tokens)
     if split is None:
         return []
@@ -168,7 +169,7 @@ def fraction_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np
         return []
     rights = [int(np.flatnonzero(mask.any(axis=0))[-1]) for mask in masks]
     before = 0
-    for bar, symbols in zip(bars, outer_symbols, strict=False):  # the groups left of each bar are those before it
+    for bar, symbols in zip(bars, outer_symbols, strict=False):  # groups left of a bar: those before it
         before += len(symbols)
         if sum(right < boxes[bar][0] for right in rights) != before:
             return []
@@ -294,8 +295,8 @@ def _typical_shapes(glyphs: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def formula_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np.ndarray]]:
-    """(symbol, mask) of the symbols a labelled handwritten formula gives: all of a one-line formula's (fractions
-    of one-line parts included), a lone big operator, or none when its ink does not match its label."""
+    """(symbol, mask) of the symbols a labelled handwritten formula gives: all of a one-line formula's
+    (fractions of one-line parts included), a lone big operator, or none when its ink does not match."""
     operators = [token for token in tokens if token in BIG_OPERATORS]
     if len(operators) == 1:
         mask = big_operator_mask(gray)

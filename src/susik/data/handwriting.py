@@ -1,13 +1,14 @@
 """New handwritten formulas composed from a glyph bank: LaTeX in, an image of it written by hand out.
 
-A small layout engine for what school handwriting holds: rows of symbols, super- and subscripts, fractions, roots
-(with an index), sums and integrals, and `\\lim` and `\\sum` with their limits below (and above). Each symbol is a
-real handwritten glyph (`susik.data.glyphs`) scaled to its typographic zone (x-height letters, ascenders,
-descenders, operators on the math axis), with the writer's own jitter in size, baseline and spacing, each copy
-bent a little (turned, stretched, wobbled) and the whole formula slanted; fraction bars are handwritten minus
-signs stretched to width; radicals, bars and arrows over an argument and a few geometry symbols (`\\perp`,
-`\\triangle`, `\\angle`) are drawn as pen strokes. Anything else (a product, a matrix, a symbol no writer of the
-bank wrote) makes the formula unsupported: the caller picks another rather than a wrong picture.
+A small layout engine for what school handwriting holds: rows of symbols, super- and subscripts, fractions,
+roots (with an index), sums and integrals, and `\\lim` and `\\sum` with their limits below (and above). Each
+symbol is a real handwritten glyph (`susik.data.glyphs`) scaled to its typographic zone (x-height letters,
+ascenders, descenders, operators on the math axis), with the writer's own jitter in size, baseline and
+spacing, each copy bent a little (turned, stretched, wobbled) and the whole formula slanted; fraction bars are
+handwritten minus signs stretched to width; radicals, bars and arrows over an argument, a few geometry and
+logic symbols (`\\perp`, `\\triangle`, `\\angle`, `\\therefore`, `\\Rightarrow`...) and capitals no writer of
+the bank wrote (`D`, `U`, `W`...) are drawn as pen strokes. Anything else (a product, a matrix, a symbol no
+writer of the bank wrote) makes the formula unsupported: the caller picks another rather than a wrong picture.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ class HandwritingConfig(BaseModel):
     margin: float = Field(0.4, ge=0, description="white border, in x-heights")
     # A glyph bank of a few thousand formulas repeats its drawings; bending each copy a little makes every
     # written symbol new, so a recognizer learns shapes rather than memorising drawings.
-    slant: float = Field(0.2, ge=0, lt=1, description="a writer's slant: the formula is sheared by up to this")
+    slant: float = Field(0.2, ge=0, lt=1, description="a writer's slant: the formula is sheared up to this")
     glyph_rotation: float = Field(6.0, ge=0, lt=45, description="degrees a symbol turns, at most")
-    glyph_stretch: float = Field(0.12, ge=0, lt=0.5, description="a symbol's width varies by up to this share")
+    glyph_stretch: float = Field(0.12, ge=0, lt=0.5, description="a symbol's width varies up to this share")
     elastic: float = Field(0.025, ge=0, lt=0.2, description="a smooth wobble of the strokes, as a share of "
                                                               "the symbol's size")
 
@@ -78,12 +79,43 @@ AXIAL: dict[str, tuple[str, float]] = {
 STACKED_LIMITS = frozenset({r"\lim", r"\sum"})  # their subscript goes under them, their superscript over
 # Written with another symbol's glyph (placed in their own zone).
 BORROWED = {r"\mid": "|", r"\circ": "o", "O": "0"}  # a written O and a zero look alike
-# Drawn as pen strokes, in x-heights: (x, height above the baseline) per stroke.
+
+
+def _arc(centre: tuple[float, float], radii: tuple[float, float], start: float, end: float,
+         points: int = 10) -> list[tuple[float, float]]:
+    """Points along an elliptic arc from `start` to `end` degrees (counter-clockwise from the right)."""
+    angles = np.deg2rad(np.linspace(start, end, points))
+    return [(centre[0] + radii[0] * float(np.cos(angle)), centre[1] + radii[1] * float(np.sin(angle)))
+            for angle in angles]
+
+
+def _dot(x: float, y: float) -> list[tuple[float, float]]:
+    return [(x, y), (x + 0.07, y), (x + 0.035, y + 0.06), (x, y)]  # a tiny filled loop
+
+
+# Drawn as pen strokes, in x-heights: (x, height above the baseline) per stroke. Letters here are drawn only
+# while the bank has no glyph of theirs (CROHME's writers wrote no D, though school geometry is full of them).
 DRAWN: dict[str, list[list[tuple[float, float]]]] = {
     r"\perp": [[(0.5, 0.0), (0.5, 1.3)], [(0.0, 0.0), (1.0, 0.0)]],
     r"\triangle": [[(0.0, 0.0), (0.55, 1.3), (1.1, 0.0), (0.0, 0.0)]],
     r"\angle": [[(1.0, 1.2), (0.0, 0.0), (1.1, 0.0)]],
     r"\parallel": [[(0.2, -0.3), (0.2, 1.4)], [(0.6, -0.3), (0.6, 1.4)]],
+    r"\square": [[(0.0, 0.0), (0.0, 1.2), (1.2, 1.2), (1.2, 0.0), (0.0, 0.0)]],
+    r"\therefore": [_dot(0.0, 0.1), _dot(0.5, 0.1), _dot(0.25, 0.8)],
+    r"\because": [_dot(0.0, 0.8), _dot(0.5, 0.8), _dot(0.25, 0.1)],
+    r"\uparrow": [[(0.3, -0.2), (0.3, 1.45)], [(0.0, 1.1), (0.3, 1.45), (0.6, 1.1)]],
+    r"\downarrow": [[(0.3, 1.45), (0.3, -0.2)], [(0.0, 0.15), (0.3, -0.2), (0.6, 0.15)]],
+    r"\Rightarrow": [[(0.0, 0.85), (1.1, 0.85)], [(0.0, 0.35), (1.1, 0.35)],
+                     [(0.85, 1.1), (1.35, 0.6), (0.85, 0.1)]],
+    r"\cong": [[(0.0, 0.3), (1.0, 0.3)], [(0.0, 0.6), (1.0, 0.6)], _arc((0.25, 0.95), (0.25, 0.15), 180, 0, 6)
+               + _arc((0.75, 0.95), (0.25, 0.15), 180, 360, 6)],
+    "D": [[(0.0, 0.0), (0.0, 1.45)], [(0.0, 1.45), *_arc((0.05, 0.725), (0.8, 0.725), 90, -90), (0.0, 0.0)]],
+    "U": [[(0.0, 1.45), *_arc((0.4, 0.45), (0.4, 0.45), 180, 360), (0.8, 1.45)]],
+    "W": [[(0.0, 1.45), (0.3, 0.0), (0.6, 1.0), (0.9, 0.0), (1.2, 1.45)]],
+    "Z": [[(0.0, 1.45), (0.85, 1.45), (0.0, 0.0), (0.9, 0.0)]],
+    "K": [[(0.0, 0.0), (0.0, 1.45)], [(0.8, 1.45), (0.05, 0.6), (0.85, 0.0)]],
+    "J": [[(0.25, 1.45), (0.95, 1.45)], [(0.6, 1.45), (0.6, 0.3), *_arc((0.3, 0.3), (0.3, 0.3), 0, -170, 6)]],
+    "Q": [_arc((0.6, 0.725), (0.6, 0.725), 90, 450, 16), [(0.6, 0.35), (1.15, -0.15)]],
 }
 ACCENTS = frozenset({r"\overline", r"\bar", r"\overrightarrow", r"\vec"})
 ARROWS = frozenset({r"\overrightarrow", r"\vec"})
@@ -253,7 +285,7 @@ class Writer:
         elif token in ACCENTS:
             body, at = _tokens_arg(tokens, at + 1)
             base = self._accent(token, body, unit)
-        elif token in DRAWN:
+        elif token in DRAWN and token not in self.bank:
             base, at = self._drawn(token, unit), at + 1
         elif token == ":":
             base, at = self._colon(unit), at + 1
@@ -281,14 +313,15 @@ class Writer:
         if symbol in AXIAL:
             measure, size = AXIAL[symbol]
             target = size * unit * jitter
-            glyph = self._bent(self.bank.pick(symbol, self.rng, self.writer,
-                                              min_height=_MIN_SOURCE_SHARE * target if measure == "h" else 0.0))
+            least = _MIN_SOURCE_SHARE * target if measure == "h" else 0.0
+            glyph = self._bent(self.bank.pick(symbol, self.rng, self.writer, min_height=least))
             scale = target / (glyph.shape[0] if measure == "h" else glyph.shape[1])
             ink = self._ink(glyph, scale)
             return Box(ink, round(AXIS * unit + ink.shape[0] / 2))
         bottom, top = ZONES.get(symbol, _ASCENDER)
         target = (top - bottom) * unit * jitter
-        glyph = self._bent(self.bank.pick(source, self.rng, self.writer, min_height=_MIN_SOURCE_SHARE * target))
+        least = _MIN_SOURCE_SHARE * target
+        glyph = self._bent(self.bank.pick(source, self.rng, self.writer, min_height=least))
         scale = target / glyph.shape[0]
         ink = self._ink(glyph, scale)
         return Box(ink, round(ink.shape[0] + bottom * unit))
@@ -310,11 +343,12 @@ class Writer:
         affine = np.hstack([linear, (centre - linear @ centre)[:, None]]).astype(np.float32)
         canvas = cv2.warpAffine(canvas, affine, (width, height), flags=cv2.INTER_LINEAR, borderValue=255)
         if config.elastic:
-            # a random displacement on a coarse grid, smoothly interpolated: bends at the scale of a stroke's curve
+            # a random shift on a coarse grid, smoothly interpolated: bends at the scale of a stroke's curve
             amplitude = config.elastic * size
             shift_x, shift_y = (cv2.resize(self.rng.uniform(-amplitude, amplitude, (4, 4)).astype(np.float32),
                                            (width, height), interpolation=cv2.INTER_CUBIC) for _ in range(2))
-            grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+            grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32),
+                                         np.arange(height, dtype=np.float32))
             canvas = cv2.remap(canvas, grid_x + shift_x, grid_y + shift_y, cv2.INTER_LINEAR, borderValue=255)
         rows = np.flatnonzero((canvas < 200).any(axis=1))
         cols = np.flatnonzero((canvas < 200).any(axis=0))
@@ -443,7 +477,9 @@ class Writer:
     def _drawn(self, token: str, unit: float) -> Box:
         """A symbol drawn as pen strokes (x-heights: x to the right, height above the baseline)."""
         size = unit * (1.0 + self.rng.uniform(-self.config.size_jitter, self.config.size_jitter))
-        strokes = [[(x * size + float(self.rng.normal(0, 0.03)) * unit, y * size) for x, y in line]
+        wobble = self.rng.normal(0, (0.03, 0.02), size=(sum(map(len, DRAWN[token])), 2)) * unit
+        points = iter(wobble)
+        strokes = [[(x * size + dx, y * size + dy) for (x, y), (dx, dy) in zip(line, points)]
                    for line in DRAWN[token]]
         figure, left = self._figure(strokes)
         return combine([(figure, left, 0.0)])
@@ -468,8 +504,9 @@ class Writer:
                       shift=shift)
         return Box(canvas.astype(np.float32) / 255.0, round(top)), left
 
+
 def _slanted(ink: np.ndarray, shear: float) -> np.ndarray:
-    """Ink coverage sheared horizontally about its middle row (positive leans to the right), widened to fit."""
+    """Ink coverage sheared horizontally about its middle row (positive leans right), widened to fit."""
     height, width = ink.shape
     grow = round(abs(shear) * height / 2)
     if not grow:

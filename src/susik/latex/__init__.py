@@ -5,6 +5,6 @@ from susik.latex.tokenizer import detokenize, group_end, is_spaced_dialect, toke
 from susik.latex.vocab import Vocabulary
 
 __all__ = [
-    "Vocabulary", "detokenize", "group_end", "is_spaced_dialect", "normalize", "normalize_latex", "normalize_tokens",
-    "tokenize",
+    "Vocabulary", "detokenize", "group_end", "is_spaced_dialect", "normalize", "normalize_latex",
+    "normalize_tokens", "tokenize",
 ]
