@@ -67,13 +67,19 @@ def visible_symbols(tokens: Sequence[str]) -> list[str] | None:
     return symbols
 
 
+def _components(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Connected ink components: the label image, cv2's stats rows and the ids of those big enough to be
+    strokes (not specks of the rendering)."""
+    ink = (gray < _INK_THRESHOLD).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    return labels, stats, [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_AREA]
+
+
 def column_groups(gray: np.ndarray) -> list[np.ndarray]:
     """Masks of the ink's symbols on a one-line canvas, left to right: connected components, merged while one
     shares most of the other's columns."""
-    ink = (gray < _INK_THRESHOLD).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    parts = sorted((int(stats[i, cv2.CC_STAT_LEFT]), i) for i in range(1, count)
-                   if stats[i, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_AREA)
+    labels, stats, ids = _components(gray)
+    parts = sorted((int(stats[i, cv2.CC_STAT_LEFT]), i) for i in ids)
     groups: list[tuple[int, int, list[int]]] = []  # left, right (exclusive), component ids
     for left, index in parts:
         right = left + int(stats[index, cv2.CC_STAT_WIDTH])
@@ -129,9 +135,7 @@ def fraction_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np
     outer_symbols = [visible_symbols(part) for part in segments]
     if any(symbols is None for symbols in outer_symbols):
         return []
-    ink = (gray < _INK_THRESHOLD).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    parts = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_AREA]
+    labels, stats, parts = _components(gray)
     boxes = {i: tuple(int(v) for v in stats[i, :4]) for i in parts}
 
     def over(i: int, bar: int) -> bool:
@@ -149,6 +153,9 @@ def fraction_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np
         return (boxes[i][2] >= _BAR_ASPECT * boxes[i][3] and any(over(j, i) for j in parted)
                 and any(under(j, i) for j in parted) and all(boxes[j][2] < boxes[i][2] for j in parted))
 
+    def groups_of(members: list[int]) -> list[np.ndarray]:  # column groups of these components alone
+        return column_groups(np.where(np.isin(labels, members), gray, 255)) if members else []
+
     bars = sorted(filter(is_bar, parts), key=lambda i: boxes[i][0])
     if len(bars) != len(fractions):
         return []
@@ -158,13 +165,13 @@ def fraction_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np
         for members, row in (([j for j in parts if j not in taken and over(j, bar)], numerator),
                              ([j for j in parts if j not in taken and under(j, bar)], denominator)):
             symbols = visible_symbols(row)
-            masks = column_groups(np.where(np.isin(labels, members), gray, 255)) if members else []
+            masks = groups_of(members)
             if not symbols or len(masks) != len(symbols):
                 return []
             cuts.extend(zip(symbols, masks, strict=True))
             taken.update(members)
     rest = [j for j in parts if j not in taken]
-    masks = column_groups(np.where(np.isin(labels, rest), gray, 255)) if rest else []
+    masks = groups_of(rest)
     if len(masks) != sum(len(symbols) for symbols in outer_symbols):
         return []
     rights = [int(np.flatnonzero(mask.any(axis=0))[-1]) for mask in masks]
@@ -180,9 +187,7 @@ def fraction_cuts(gray: np.ndarray, tokens: Sequence[str]) -> list[tuple[str, np
 def big_operator_mask(gray: np.ndarray) -> np.ndarray | None:
     """The mask of the big operator on a canvas holding one: the tallest stroke, with the strokes drawn inside
     its box; None when another stroke is nearly as tall (a bracket, a fraction's tall part) — ambiguous."""
-    ink = (gray < _INK_THRESHOLD).astype(np.uint8)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    parts = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= _MIN_COMPONENT_AREA]
+    labels, stats, parts = _components(gray)
     if len(parts) < 2:
         return None
     heights = {i: int(stats[i, cv2.CC_STAT_HEIGHT]) for i in parts}

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, Field
 
+from susik.data.crops import ink_box
 from susik.data.glyphs import DOTS, SPELLED, GlyphBank
 from susik.latex import group_end
 
@@ -350,11 +351,11 @@ class Writer:
             grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32),
                                          np.arange(height, dtype=np.float32))
             canvas = cv2.remap(canvas, grid_x + shift_x, grid_y + shift_y, cv2.INTER_LINEAR, borderValue=255)
-        rows = np.flatnonzero((canvas < 200).any(axis=1))
-        cols = np.flatnonzero((canvas < 200).any(axis=0))
-        if not len(rows):  # a faint glyph bent away to nothing: keep the original
+        box = ink_box(canvas)
+        if box is None:  # a faint glyph bent away to nothing: keep the original
             return glyph
-        return np.ascontiguousarray(canvas[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        top, bottom, left, right = box
+        return np.ascontiguousarray(canvas[top:bottom, left:right])
 
     def _ink(self, glyph: np.ndarray, scale: float) -> np.ndarray:
         """The glyph's ink resized by `scale`, its strokes brought back to this formula's pen width."""
