@@ -229,6 +229,43 @@ def test_the_command_writes_a_manifest(tmp_path: Path):
     assert len(out.read_text().splitlines()) == 5
 
 
+def test_a_saved_bank_writes_the_same_set_without_the_glyph_images(tmp_path: Path):
+    glyph_dir = tmp_path / "glyphs"
+    glyph_dir.mkdir()
+    lines = []
+    for number, (canvas, label) in enumerate(_samples()):
+        cv2.imwrite(str(glyph_dir / f"{number}.png"), canvas)
+        lines.append(json.dumps({"image": f"{number}.png", "latex": label, "source": "test", "license": "test",
+                                 "kind": "handwritten"}))
+    manifest = glyph_dir / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    bank = tmp_path / "bank" / "bank.npz"
+
+    def write(out: Path, *options: str) -> list[tuple[str, np.ndarray]]:
+        result = CliRunner().invoke(app, ["data", "handwriting", "--glyphs", str(manifest), "--out", str(out),
+                                          "--count", "6", "--seed", "3", *options])
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        return [(r["latex"], cv2.imread(str(out.parent / r["image"]), cv2.IMREAD_GRAYSCALE)) for r in records]
+
+    cut = write(tmp_path / "cut" / "m.jsonl", "--save-bank", str(bank))
+    assert bank.is_file() and not list(bank.parent.glob("*.partial*"))
+    for png in glyph_dir.glob("*.png"):
+        png.unlink()  # a device run carries the bank and the labels, not the canvases
+    loaded = write(tmp_path / "loaded" / "m.jsonl", "--bank", str(bank))
+    assert len(cut) == len(loaded) == 6
+    for (latex, image), (latex_again, image_again) in zip(cut, loaded, strict=True):
+        assert latex == latex_again and image is not None and np.array_equal(image, image_again)
+
+
+def test_a_file_that_is_no_bank_is_refused(tmp_path: Path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, pixels=np.zeros(5, np.uint8), shapes=np.array([[2, 2]], np.int32), symbols=np.array(["a"]),
+             writers=np.array([0]), formulas=np.array([1, 1]))
+    with pytest.raises(ValueError, match="not a bank"):
+        GlyphBank.load(path)
+
+
 def test_drawn_symbols_accents_and_borrowed_glyphs_need_no_glyph_of_their_own():
     bank = build_glyph_bank([*_samples(), (_canvas("o|"), "o |"), (_canvas("1.5"), "1 . 5")])
     rng = np.random.default_rng(2)

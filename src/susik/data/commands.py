@@ -191,20 +191,29 @@ def handwriting_command(
     exclude: Annotated[list[Path], typer.Option(help="crop manifest whose formulas must not be written, e.g. "
                                                 "a validation set (repeatable)")] = [],  # noqa: B006
     seed: Annotated[int, typer.Option(help="the output depends on this and the inputs alone")] = 0,
+    bank: Annotated[Path | None, typer.Option(help="a glyph bank written by --save-bank: its glyphs are used and "
+                                              "none are cut (--glyphs then gives only the labels to relabel; "
+                                              "its images need not exist)")] = None,
+    save_bank: Annotated[Path | None, typer.Option(help="also write the glyph bank here (.npz)")] = None,
 ) -> None:
     """Write new handwritten formulas composed from real writers' glyphs (a crop manifest, kind handwritten)."""
     with _one_line_errors():
         dataset = CropDataset(glyphs)
-        with _progress("cutting glyphs", len(dataset)) as advance:
-            bank = build_glyph_bank(_ticking(_labelled_canvases(dataset), advance))
-        _print_bank(bank)
+        if bank is not None:
+            glyph_bank = GlyphBank.load(bank)
+        else:
+            with _progress("cutting glyphs", len(dataset)) as advance:
+                glyph_bank = build_glyph_bank(_ticking(_labelled_canvases(dataset), advance))
+        _print_bank(glyph_bank)
+        if save_bank is not None:
+            _say(f"glyph bank written to {glyph_bank.save(save_bank)}")
         labels = _labels(dataset)
         corpus = [line for path in formulas for line in load_corpus(path)]
         excluded = [latex for path in exclude for latex in _labels(CropDataset(path))]
         config = HandwrittenSetConfig(count=count, relabel_share=relabel_share if corpus else 1.0)
         with _progress("writing", count) as advance:
-            stats = write_handwritten_set(bank, corpus, labels, out, config=config, seed=seed, exclude=excluded,
-                                          on_item=advance)
+            stats = write_handwritten_set(glyph_bank, corpus, labels, out, config=config, seed=seed,
+                                          exclude=excluded, on_item=advance)
         _say(f"wrote {stats.written} handwritten crops to {out}; failed {stats.failed}")
         for line in stats.failures:
             _say(f"  {line}", err=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -261,6 +262,41 @@ class GlyphBank:
             if glyph.shape[0] >= min_height:
                 return glyph
         return glyph
+
+    def save(self, path: Path) -> Path:
+        """Writes the bank to one compressed .npz (glyph pixels concatenated, with their shapes, symbols and
+        writers), atomically: a kill mid-write leaves no half file under `path`."""
+        order = [(symbol, i) for symbol in self.symbols for i in range(self.count(symbol))]
+        glyphs = [self.glyphs[symbol][i] for symbol, i in order]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial.npz")  # np.savez adds .npz to other names
+        np.savez_compressed(
+            partial,
+            pixels=np.concatenate([g.ravel() for g in glyphs]) if glyphs else np.zeros(0, np.uint8),
+            shapes=np.array([g.shape for g in glyphs], np.int32).reshape(-1, 2),
+            symbols=np.array([symbol for symbol, _ in order], dtype=str),
+            writers=np.array([self.writers[symbol][i] for symbol, i in order], np.int64),
+            formulas=np.array([self.formulas_used, self.formulas_seen], np.int64),
+        )
+        partial.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> GlyphBank:
+        """A bank written by `save`."""
+        with np.load(path, allow_pickle=False) as saved:
+            pixels, shapes = saved["pixels"], saved["shapes"]
+            symbols, writers = saved["symbols"].tolist(), saved["writers"].tolist()
+            used, seen = (int(v) for v in saved["formulas"])
+        bank = cls(formulas_used=used, formulas_seen=seen)
+        start = 0
+        for symbol, writer, (height, width) in zip(symbols, writers, shapes.tolist(), strict=True):
+            stop = start + height * width
+            bank.add(symbol, pixels[start:stop].reshape(height, width).copy(), writer)
+            start = stop
+        if start != len(pixels):
+            raise ValueError(f"{path}: glyph shapes do not add up to its pixels; not a bank saved by susik")
+        return bank
 
     def drop_outliers(self, min_count: int = 8) -> int:
         """Drops glyphs whose aspect ratio is far from their class's (a cut that matched by count, not by
