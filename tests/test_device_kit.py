@@ -1,0 +1,83 @@
+"""scripts/device_kit.py: crop sets packed here come back intact there; writer sets join; weights halve."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from susik.data.crops import CropDataset
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device_kit.py"
+
+
+@pytest.fixture(scope="module")
+def kit():
+    spec = importlib.util.spec_from_file_location("device_kit", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _crop_set(folder: Path, count: int, jpeg_at: int | None = None) -> Path:
+    """A manifest with `count` crops (one of them a JPEG when `jpeg_at`), images in a subfolder."""
+    rng = np.random.default_rng(count)
+    lines = []
+    for number in range(count):
+        suffix = ".jpg" if number == jpeg_at else ".png"
+        relative = f"images/{number}{suffix}"
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / relative), rng.integers(0, 256, (12, 30), dtype=np.uint8))
+        lines.append(json.dumps({"image": relative, "latex": f"x+{number}", "source": "test", "license": "test",
+                                 "kind": "printed"}))
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def test_packed_sets_unpack_to_the_same_images_and_labels(kit, tmp_path: Path):
+    manifest = _crop_set(tmp_path / "source", 5, jpeg_at=2)
+    size = kit.pack_crops("printed", manifest, 4, tmp_path / "kit")  # the first four travel
+    assert size == sum((tmp_path / "source" / "images" / name).stat().st_size
+                       for name in ["0.png", "1.png", "2.jpg", "3.png"])
+    assert kit.unpack_crops(tmp_path / "kit", tmp_path / "there") == {"printed": 4}
+    original, restored = CropDataset(manifest), CropDataset(tmp_path / "there" / "printed" / "manifest.jsonl")
+    assert len(restored) == 4
+    for index in range(4):
+        image, latex = restored[index]
+        expected, expected_latex = original[index]
+        assert latex == expected_latex and np.array_equal(image, expected)
+        assert restored.record(index).source == "test"
+    assert restored.record(2).image.endswith(".jpg")  # a JPEG stays a JPEG
+
+
+def test_writer_sets_join_into_one_manifest_with_relative_paths(kit, tmp_path: Path):
+    first, second = _crop_set(tmp_path / "hw_0", 2), _crop_set(tmp_path / "hw_1", 3)
+    joined = tmp_path / "hw" / "manifest.jsonl"
+    assert kit.join_manifests([first, second], joined) == 5
+    dataset = CropDataset(joined)
+    assert [dataset[i][1] for i in range(5)] == ["x+0", "x+1", "x+0", "x+1", "x+2"]
+    assert all(not Path(dataset.record(i).image).is_absolute() for i in range(5))  # the folder can move
+
+
+def test_labels_travel_without_their_images(kit, tmp_path: Path):
+    manifest = _crop_set(tmp_path / "source", 3)
+    target = tmp_path / "labels" / "glyph_labels.jsonl"
+    kit.labels_only(manifest, target)
+    dataset = CropDataset(target)
+    assert [dataset.record(i).latex for i in range(3)] == ["x+0", "x+1", "x+2"]
+
+
+def test_weights_travel_in_half_precision_and_nothing_else(kit, tmp_path: Path):
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": {"w": torch.randn(3, 3), "steps": torch.tensor(7)}, "optimizer": {"big": torch.ones(9)},
+                "model_config": {"d_model": 8}, "vocab": ["a"], "step": 7, "command": "susik train"}, checkpoint)
+    kit.half_precision_weights(checkpoint, tmp_path / "kit" / "init.pt")
+    halved = torch.load(tmp_path / "kit" / "init.pt", weights_only=False)
+    assert "optimizer" not in halved and halved["step"] == 7 and halved["vocab"] == ["a"]
+    assert halved["model"]["w"].dtype == torch.float16 and halved["model"]["steps"].dtype == torch.int64
