@@ -212,33 +212,30 @@ def test_a_set_the_bank_cannot_write_fails_clearly(tmp_path: Path):
     assert stats.written == 0 and stats.failed == 2
 
 
-def test_the_command_writes_a_manifest(tmp_path: Path):
-    glyph_dir = tmp_path / "glyphs"
-    glyph_dir.mkdir()
+def _glyph_manifest(folder: Path) -> Path:
+    """The sample canvases as PNGs with their crop manifest (what `--glyphs` reads)."""
+    folder.mkdir()
     lines = []
     for number, (canvas, label) in enumerate(_samples()):
-        cv2.imwrite(str(glyph_dir / f"{number}.png"), canvas)
+        cv2.imwrite(str(folder / f"{number}.png"), canvas)
         lines.append(json.dumps({"image": f"{number}.png", "latex": label, "source": "test", "license": "test",
                                  "kind": "handwritten"}))
-    (glyph_dir / "m.jsonl").write_text("\n".join(lines) + "\n")
+    manifest = folder / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def test_the_command_writes_a_manifest(tmp_path: Path):
     out = tmp_path / "out" / "manifest.jsonl"
-    result = CliRunner().invoke(app, ["data", "handwriting", "--glyphs", str(glyph_dir / "m.jsonl"), "--out",
-                                      str(out), "--count", "5"])
+    result = CliRunner().invoke(app, ["data", "handwriting", "--glyphs", str(_glyph_manifest(tmp_path / "glyphs")),
+                                      "--out", str(out), "--count", "5"])
     assert result.exit_code == 0, result.output
     assert "wrote 5 handwritten crops" in result.output
     assert len(out.read_text().splitlines()) == 5
 
 
 def test_a_saved_bank_writes_the_same_set_without_the_glyph_images(tmp_path: Path):
-    glyph_dir = tmp_path / "glyphs"
-    glyph_dir.mkdir()
-    lines = []
-    for number, (canvas, label) in enumerate(_samples()):
-        cv2.imwrite(str(glyph_dir / f"{number}.png"), canvas)
-        lines.append(json.dumps({"image": f"{number}.png", "latex": label, "source": "test", "license": "test",
-                                 "kind": "handwritten"}))
-    manifest = glyph_dir / "m.jsonl"
-    manifest.write_text("\n".join(lines) + "\n")
+    manifest = _glyph_manifest(tmp_path / "glyphs")
     bank = tmp_path / "bank" / "bank.npz"
 
     def write(out: Path, *options: str) -> list[tuple[str, np.ndarray]]:
@@ -250,7 +247,7 @@ def test_a_saved_bank_writes_the_same_set_without_the_glyph_images(tmp_path: Pat
 
     cut = write(tmp_path / "cut" / "m.jsonl", "--save-bank", str(bank))
     assert bank.is_file() and not list(bank.parent.glob("*.partial*"))
-    for png in glyph_dir.glob("*.png"):
+    for png in manifest.parent.glob("*.png"):
         png.unlink()  # a device run carries the bank and the labels, not the canvases
     loaded = write(tmp_path / "loaded" / "m.jsonl", "--bank", str(bank))
     assert len(cut) == len(loaded) == 6
