@@ -132,3 +132,22 @@ def test_any_image_mode_and_exif_rotation(cli, tmp_path):
     (region,) = pages[2]["regions"]
     quad = np.array(region["quad"])
     assert np.ptp(quad[:, 0]) > 3 * np.ptp(quad[:, 1])  # the bar lies level again
+
+
+def test_rescue_below_reaches_the_recognizer(tmp_path, monkeypatch):
+    asked = []
+
+    def pipeline(detector, recognizer, threads, rescue_below=0.0):
+        asked.append(rescue_below)
+        return Pipeline(OnnxDetector(_darkness_detector(tmp_path / "d.onnx"), threads=1), CountingRecognizer())
+
+    monkeypatch.setattr(predict_command, "default_pipeline", pipeline)
+    app = typer.Typer()
+    app.command()(predict_command.predict)
+    app.command("noop")(lambda: None)
+    photo = _photo(tmp_path / "p.png", [(100, 100, 300, 140)])
+    for extra in ([], ["--rescue-below", "0.95"]):
+        result = CliRunner().invoke(app, ["predict", str(photo), *extra])
+        assert result.exit_code == 0, result.output
+    assert asked == [0.0, 0.95]
+    assert CliRunner().invoke(app, ["predict", str(photo), "--rescue-below", "1.5"]).exit_code != 0
