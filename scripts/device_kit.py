@@ -35,20 +35,21 @@ def _image_path(manifest: Path, record: dict) -> Path:
     return path if path.is_absolute() else manifest.parent / path
 
 
-def pack_crops(name: str, manifest: Path, count: int, out: Path) -> int:
+def pack_crops(name: str, manifest: Path, count: int, out: Path) -> tuple[int, int]:
     """The first `count` records of `manifest` as OUT/crops/NAME.bin (PNG bytes back to back) and NAME.jsonl
-    (each record with `offset`/`length` into it instead of a path). Returns the bytes written."""
+    (each record with `offset`/`length` into it instead of a path). Returns (crops, bytes) written."""
     folder = out / "crops"
     folder.mkdir(parents=True, exist_ok=True)
+    records = _records(manifest)[:count]
     offset = 0
     with open(folder / f"{name}.bin", "wb") as blob, open(folder / f"{name}.jsonl", "w", encoding="utf-8") as index:
-        for record in _records(manifest)[:count]:
+        for record in records:
             data = _image_path(manifest, record).read_bytes()
             blob.write(data)
             entry = {key: value for key, value in record.items() if key != "image"}
             index.write(json.dumps({**entry, "offset": offset, "length": len(data)}, ensure_ascii=False) + "\n")
             offset += len(data)
-    return offset
+    return len(records), offset
 
 
 def unpack_crops(kit: Path, out: Path) -> dict[str, int]:
@@ -139,9 +140,8 @@ def pack(spec_path: Path, out: Path) -> None:
         shutil.copy(corpus, out / "labels" / f"formulas_{number}.txt")
     half_precision_weights(Path(spec["init"]), out / "init.pt")
     for entry in spec["carry"]:
-        size = pack_crops(entry["name"], Path(entry["manifest"]), int(entry["count"]), out)
-        print(f"  {entry['name']}: {min(int(entry['count']), len(_records(Path(entry['manifest']))))} crops, "
-              f"{size / MIB:.1f} MiB")
+        crops, size = pack_crops(entry["name"], Path(entry["manifest"]), int(entry["count"]), out)
+        print(f"  {entry['name']}: {crops} crops, {size / MIB:.1f} MiB")
     total = folder_bytes(out)
     print(f"kit {out}: {total / MIB:.1f} MiB (wheels {folder_bytes(out / 'wheels') / MIB:.1f}, weights "
           f"{(out / 'init.pt').stat().st_size / MIB:.1f}, crops {folder_bytes(out / 'crops') / MIB:.1f})")

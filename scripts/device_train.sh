@@ -34,6 +34,7 @@ tail -n 1 work/devdata/hw_*.log | grep -h wrote | tee -a "$OUT/device_train.log"
   | tee -a "$OUT/device_train.log"
 log "training (at most $TRAIN_SECONDS s)"
 unset OMP_NUM_THREADS
+# `timeout` runs a program, not the shell function above, so the CLI is spelled out here
 PYTHONUNBUFFERED=1 timeout "$TRAIN_SECONDS" "$PYTHON" -c "from susik.cli import app; app()" train recognizer \
   --config "$CONFIG" --out work/devrun --init work/kit/init.pt 2>&1 | grep -v "^  want" | tee -a "$OUT/device_train.log"
 log "training ended (rc ${PIPESTATUS[0]})"

@@ -42,8 +42,8 @@ def _crop_set(folder: Path, count: int, jpeg_at: int | None = None) -> Path:
 
 def test_packed_sets_unpack_to_the_same_images_and_labels(kit, tmp_path: Path):
     manifest = _crop_set(tmp_path / "source", 5, jpeg_at=2)
-    size = kit.pack_crops("printed", manifest, 4, tmp_path / "kit")  # the first four travel
-    assert size == sum((tmp_path / "source" / "images" / name).stat().st_size
+    crops, size = kit.pack_crops("printed", manifest, 4, tmp_path / "kit")  # the first four travel
+    assert crops == 4 and size == sum((tmp_path / "source" / "images" / name).stat().st_size
                        for name in ["0.png", "1.png", "2.jpg", "3.png"])
     assert kit.unpack_crops(tmp_path / "kit", tmp_path / "there") == {"printed": 4}
     original, restored = CropDataset(manifest), CropDataset(tmp_path / "there" / "printed" / "manifest.jsonl")

@@ -288,14 +288,13 @@ class GlyphBank:
             pixels, shapes = saved["pixels"], saved["shapes"]
             symbols, writers = saved["symbols"].tolist(), saved["writers"].tolist()
             used, seen = (int(v) for v in saved["formulas"])
+        if int(np.prod(shapes, axis=1).sum()) != len(pixels):
+            raise ValueError(f"{path}: glyph shapes do not add up to its pixels; not a bank saved by susik")
         bank = cls(formulas_used=used, formulas_seen=seen)
         start = 0
         for symbol, writer, (height, width) in zip(symbols, writers, shapes.tolist(), strict=True):
-            stop = start + height * width
-            bank.add(symbol, pixels[start:stop].reshape(height, width).copy(), writer)
-            start = stop
-        if start != len(pixels):
-            raise ValueError(f"{path}: glyph shapes do not add up to its pixels; not a bank saved by susik")
+            bank.add(symbol, pixels[start : start + height * width].reshape(height, width).copy(), writer)
+            start += height * width
         return bank
 
     def drop_outliers(self, min_count: int = 8) -> int:

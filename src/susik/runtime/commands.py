@@ -91,7 +91,7 @@ def recognize(
     except (ModelNotFoundError, IntegrityError) as error:
         _fail(str(error))
     if rescue_below > 0:
-        recognizer.decode = recognizer.decode.model_copy(update={"rescue_below": rescue_below})
+        recognizer.rescue_unsure(rescue_below)
     table = Table()
     for column in ("image", "latex", "confidence"):
         table.add_column(column, overflow="fold")  # wrap long paths and formulas, never cut them

@@ -55,7 +55,7 @@ def default_pipeline(detector: Path | None, recognizer: str, threads: int | None
 
     reader = OnnxRecognizer.load(recognizer, threads)
     if rescue_below > 0:
-        reader.decode = reader.decode.model_copy(update={"rescue_below": rescue_below})
+        reader.rescue_unsure(rescue_below)
     return Pipeline(OnnxDetector.load(detector, threads), reader, DeskewOrienter())
 
 

@@ -85,6 +85,10 @@ class OnnxRecognizer:
         """A registry name (`recognizer`), a model folder, or a `record.json` path."""
         return cls.from_record(resolve(name_or_path), threads=threads)
 
+    def rescue_unsure(self, below: float) -> None:
+        """From now on, greedy readings less confident than `below` are read again with beam search (0: never)."""
+        self.decode = self.decode.model_copy(update={"rescue_below": below})
+
     def __call__(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Recognition]:
         return [self._to_recognition(h) for h in self.hypotheses(images, beam)]
 
