@@ -95,12 +95,29 @@ def labels_only(manifest: Path, target: Path) -> None:
     target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
 
 
-def half_precision_weights(checkpoint: Path, target: Path) -> None:
+def starting_checkpoint(init: Path, calibration: Path | None) -> dict:
+    """The checkpoint at `init`, or, when `init` is a bundled model folder (models/recognizer), that bundle rebuilt
+    into torch weights (`susik.models.from_bundle`) with its BatchNorm measured on up to 64 crops of
+    `calibration`: a fresh machine has the bundle but not the run that made it."""
+    import torch
+
+    if not init.is_dir():
+        return torch.load(init, map_location="cpu", weights_only=False)
+    from susik.data.crops import CropDataset
+    from susik.models.from_bundle import checkpoint_from_bundle
+
+    if calibration is None:
+        raise SystemExit(f"init {init} is a bundle: the spec needs `calibration`, a crop manifest to rebuild it on")
+    dataset = CropDataset(calibration)
+    crops = [dataset[index][0] for index in range(min(64, len(dataset)))]
+    return checkpoint_from_bundle(init, crops)
+
+
+def half_precision_weights(state: dict, target: Path) -> None:
     """A checkpoint's weights in float16 with what `--init` reads (architecture, vocabulary, step, provenance);
     no optimiser state. Training casts them back to float32 on loading."""
     import torch
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     keep = {key: state[key] for key in ("model_config", "train_config", "vocab", "step", "command", "sources",
                                         "data_versions") if key in state}
     keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
@@ -138,7 +155,9 @@ def pack(spec_path: Path, out: Path) -> None:
         labels_only(Path(manifest), out / "labels" / f"exclude_{number}.jsonl")
     for number, corpus in enumerate(spec["glyphs"].get("formulas", [])):
         shutil.copy(corpus, out / "labels" / f"formulas_{number}.txt")
-    half_precision_weights(Path(spec["init"]), out / "init.pt")
+    calibration = spec.get("calibration")
+    half_precision_weights(starting_checkpoint(Path(spec["init"]), Path(calibration) if calibration else None),
+                           out / "init.pt")
     for entry in spec["carry"]:
         crops, size = pack_crops(entry["name"], Path(entry["manifest"]), int(entry["count"]), out)
         print(f"  {entry['name']}: {crops} crops, {size / MIB:.1f} MiB")

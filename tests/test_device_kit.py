@@ -77,7 +77,31 @@ def test_weights_travel_in_half_precision_and_nothing_else(kit, tmp_path: Path):
     checkpoint = tmp_path / "best.pt"
     torch.save({"model": {"w": torch.randn(3, 3), "steps": torch.tensor(7)}, "optimizer": {"big": torch.ones(9)},
                 "model_config": {"d_model": 8}, "vocab": ["a"], "step": 7, "command": "susik train"}, checkpoint)
-    kit.half_precision_weights(checkpoint, tmp_path / "kit" / "init.pt")
+    kit.half_precision_weights(kit.starting_checkpoint(checkpoint, None), tmp_path / "kit" / "init.pt")
     halved = torch.load(tmp_path / "kit" / "init.pt", weights_only=False)
     assert "optimizer" not in halved and halved["step"] == 7 and halved["vocab"] == ["a"]
     assert halved["model"]["w"].dtype == torch.float16 and halved["model"]["steps"].dtype == torch.int64
+
+
+def test_a_bundle_folder_as_init_is_rebuilt_into_weights_the_trainer_loads(kit, tmp_path: Path):
+    from recognizer_helpers import draw_crop, export_tiny_bundle
+
+    from susik.models.train_recognizer import model_from_checkpoint
+
+    bundle = export_tiny_bundle(tmp_path / "bundle", encoder_quant="static-conv")
+    (tmp_path / "cal" / "images").mkdir(parents=True)
+    lines = []
+    for number in range(8):
+        cv2.imwrite(str(tmp_path / "cal" / "images" / f"{number}.png"), draw_crop(f"{number}+x"))
+        lines.append(json.dumps({"image": f"images/{number}.png", "latex": f"{number}+x", "source": "test",
+                                 "license": "test", "kind": "printed"}))
+    (tmp_path / "cal" / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(SystemExit, match="calibration"):
+        kit.starting_checkpoint(bundle, None)
+    kit.half_precision_weights(kit.starting_checkpoint(bundle, tmp_path / "cal" / "manifest.jsonl"),
+                               tmp_path / "kit" / "init.pt")
+    halved = torch.load(tmp_path / "kit" / "init.pt", weights_only=False)
+    assert halved["step"] == 7 and halved["sources"] == [{"name": "drawn", "license": "CC0"}]
+    model, vocabulary = model_from_checkpoint({**halved, "model": {k: v.float() for k, v in halved["model"].items()}})
+    assert len(vocabulary) == model.config.vocab_size
