@@ -33,6 +33,7 @@ import typer
 from susik.eval.detection import RegionGuess, RegionTruth, aggregate_pages, score_page
 from susik.pipeline import Pipeline
 from susik.results import Recognition
+from susik.runtime.decoding import with_rescue
 from susik.runtime.detector import DetectParams, OnnxDetector
 from susik.runtime.image_io import load_image
 from susik.runtime.orient import DeskewOrienter
@@ -165,6 +166,8 @@ def main(
     e2e: Annotated[bool, typer.Option(help="run the recognizer (end-to-end figures)")] = True,
     run_hme: Annotated[bool, typer.Option("--hme-check/--no-hme", help="the HME100K real-photo check")] = True,
     run_speed: Annotated[bool, typer.Option("--speed/--no-speed", help="the 12-MP timing")] = True,
+    rescue_below: Annotated[float | None, typer.Option(help="override the record's decode.rescue_below (0: greedy)")] = None,
+    rescue_beam: Annotated[int | None, typer.Option(help="override the record's decode.rescue_beam")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the figures to this JSON file")] = None,
 ) -> None:
     found = OnnxDetector.load(detector, threads)
@@ -180,7 +183,10 @@ def main(
         from susik.runtime.recognizer import OnnxRecognizer
 
         try:
-            pipeline = Pipeline(found, OnnxRecognizer.load(recognizer, threads), DeskewOrienter())
+            reader = OnnxRecognizer.load(recognizer, threads)
+            reader.decode = with_rescue(reader.decode, rescue_below, rescue_beam)
+            report["decode"] = reader.decode.model_dump()
+            pipeline = Pipeline(found, reader, DeskewOrienter())
         except ModelNotFoundError as error:
             report["note"] = f"no recognizer ({error}); detection figures only"
             print(report["note"])

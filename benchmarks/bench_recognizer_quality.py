@@ -42,6 +42,7 @@ from rich.table import Table
 from susik.data.crops import CropDataset, CropReadError, restore_crohme
 from susik.eval.metrics import RecognitionMetrics, SampleScore, aggregate, score_sample
 from susik.latex import normalize_latex
+from susik.runtime.decoding import with_rescue
 
 console = Console(width=130)  # a full table in logs and pipes, not 80 columns
 Prepare = Callable[[np.ndarray], np.ndarray]
@@ -144,6 +145,8 @@ def main(
     limit: int | None = typer.Option(None, min=1, help="first N samples of each set"),
     threads: int = typer.Option(2, min=1, help="ONNX Runtime intra-op threads"),
     batch: int = typer.Option(16, min=1),
+    rescue_below: float | None = typer.Option(None, help="override the record's decode.rescue_below (0: greedy)"),
+    rescue_beam: int | None = typer.Option(None, help="override the record's decode.rescue_beam"),
     out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
 ) -> None:
     available = _sets(data, synthetic_val, hme_heldout, page_regions)
@@ -169,6 +172,7 @@ def main(
         began = time.perf_counter()
         try:
             recognizer = OnnxRecognizer.load(model, threads=threads)
+            recognizer.decode = with_rescue(recognizer.decode, rescue_below, rescue_beam)
         except ModelNotFoundError as exc:
             console.print(f"error: {exc}")
             raise typer.Exit(1) from None
@@ -177,7 +181,8 @@ def main(
     table = Table(title=f"recognizer quality ({'predictions' if recognizer is None else model})")
     for column in ("set", "n", "ExpRate", "<=1", "<=2", "CER", "BLEU", "norm ED", "base", "unread", "ms/crop"):
         table.add_column(column, justify="left" if column == "set" else "right")
-    report: dict = {"model": model if recognizer else None, "load_seconds": round(load_seconds, 2), "sets": {}}
+    report: dict = {"model": model if recognizer else None, "load_seconds": round(load_seconds, 2), "sets": {},
+                    "decode": recognizer.decode.model_dump() if recognizer else None}
     for name in chosen:
         chosen_set = available[name]
         manifest = chosen_set.manifest

@@ -207,3 +207,36 @@ def test_edge_routes_serve_the_bundled_detector(server):
     assert model.content == record.file("model").read_bytes()
     assert "immutable" in model.headers["cache-control"]
     assert httpx.get(f"{url}/v1/edge/detector/0000/model").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def beam_server(tiny_bundle, tmp_path_factory):
+    """The tiny bundle with beam search of width 3 in its record: server and page must both search."""
+    import json
+    import shutil
+
+    bundle = tmp_path_factory.mktemp("beam") / "recognizer"
+    shutil.copytree(tiny_bundle, bundle)
+    record = json.loads((bundle / "record.json").read_text())
+    record["decode"]["beam"] = 3
+    (bundle / "record.json").write_text(json.dumps(record))
+    settings = Settings(data_dir=tmp_path_factory.mktemp("beam-data"))
+    if find_ort(settings) is None:
+        pytest.skip("onnxruntime-web not installed: run scripts/setup.sh (npm ci)")
+    crop = Pipeline.for_crops(OnnxRecognizer.load(bundle, threads=1))
+    app = create_app(settings, lambda _: Pipelines(crop, crop, "tiny-beam", recognizer_dir=bundle))
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def test_in_browser_beam_search_reads_as_the_servers(beam_server, browser, tiny_bundle):
+    url = beam_server
+    images = crops()
+    pngs = [cv2.imencode(".png", image)[1].tobytes() for image in images]
+    expected = [server_latex(url, png) for png in pngs]
+    greedy = [reading.latex for reading in OnnxRecognizer.load(tiny_bundle, threads=1)(images)]
+    assert expected != greedy  # the search reads some crops otherwise: the check has teeth
+    browser.set_script_timeout(120)
+    browser.get(url)
+    got = browser.execute_async_script(READ_ALL, [base64.b64encode(png).decode() for png in pngs])
+    assert got == expected

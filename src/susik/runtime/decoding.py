@@ -42,7 +42,7 @@ class DecodeConfig(BaseModel):
     rescue_below: float = Field(
         0.0, ge=0, le=1, description="greedy only: readings less confident than this are read again with beam "
         "search of width `rescue_beam` (0 = never); most crops pay greedy's cost, the unsure ones the beam's. "
-        "The in-browser reader (edge.js) always decodes greedily"
+        "The in-browser reader (edge-core.js decodeCrop) reads the same record and searches the same way"
     )
     rescue_beam: int = Field(3, ge=2, le=16, description="beam width of a rescue")
     confidence: Confidence = Field(
@@ -82,6 +82,12 @@ class Hypothesis:
     tokens: tuple[int, ...]  # without BOS and EOS
     probs: tuple[float, ...]  # probability of each emitted token, EOS included when it was emitted
     stop: Stop
+
+
+def with_rescue(config: DecodeConfig, below: float | None = None, beam: int | None = None) -> DecodeConfig:
+    """`config` with whichever rescue settings are given replaced (validated: 0 <= below <= 1, beam >= 2)."""
+    changes = {key: value for key, value in (("rescue_below", below), ("rescue_beam", beam)) if value is not None}
+    return DecodeConfig.model_validate({**config.model_dump(), **changes})
 
 
 def sequence_confidence(hypothesis: Hypothesis, method: Confidence = "geomean") -> float:

@@ -27,6 +27,7 @@ from susik.runtime.decoding import (
     greedy_with_rescue,
     max_length,
     sequence_confidence,
+    with_rescue,
 )
 from susik.runtime.preprocess import CropError, PreprocessConfig, check_crop, pad_batch, preprocess
 from susik.runtime.sessions import session_options
@@ -87,7 +88,7 @@ class OnnxRecognizer:
 
     def rescue_unsure(self, below: float) -> None:
         """From now on, greedy readings less confident than `below` are read again with beam search (0: never)."""
-        self.decode = self.decode.model_copy(update={"rescue_below": below})
+        self.decode = with_rescue(self.decode, below)
 
     def __call__(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Recognition]:
         return [self._to_recognition(h) for h in self.hypotheses(images, beam)]

@@ -352,6 +352,91 @@ export async function greedy(step, maxLen, decode) {
   }
 }
 
+// decoding.beam_search for one crop: `decoder` = open(width) runs `width` copies of the crop at once,
+// decoder.step(tokens, position) -> logits (width x vocabulary, row-major), decoder.reorder(sources) makes
+// row r's cache that of row sources[r]. Scores in double precision, as numpy's float64.
+export async function beamSearch(decoder, width, maxLen, decode) {
+  const dead = () => ({ tokens: [], probs: [], score: -Infinity });
+  let beams = Array.from({ length: width }, (_, b) => (b === 0 ? { tokens: [], probs: [], score: 0 } : dead()));
+  const finished = [];
+  let current = new Array(width).fill(BOS);
+  for (let position = 0; ; position++) {
+    const logits = await decoder.step(current, position);
+    const vocab = logits.length / width;
+    const logProbs = [];
+    const candidates = []; // the best 2 * width finite (score, beam, token), best first
+    for (let b = 0; b < width; b++) {
+      const row = logSoftmax(logits.subarray(b * vocab, (b + 1) * vocab));
+      logProbs.push(row);
+      for (let t = 0; t < vocab; t++) {
+        const score = beams[b].score + row[t];
+        if (!Number.isFinite(score)) continue;
+        if (candidates.length === 2 * width && score <= candidates[candidates.length - 1][0]) continue;
+        let at = candidates.length;
+        while (at > 0 && candidates[at - 1][0] < score) at--;
+        candidates.splice(at, 0, [score, b, t]);
+        if (candidates.length > 2 * width) candidates.pop();
+      }
+    }
+    const sources = new Array(width).fill(0);
+    const next = new Array(width).fill(EOS);
+    const survivors = [];
+    for (const [score, b, token] of candidates) {
+      const parent = beams[b];
+      const child = { tokens: [...parent.tokens, token], probs: [...parent.probs, Math.exp(logProbs[b][token])], score };
+      const stop = token === EOS ? "eos" : child.tokens.length >= maxLen ? "length"
+        : isLooping(child.tokens, decode) ? "repetition" : null;
+      if (stop !== null) {
+        const tokens = stop === "eos" ? child.tokens.slice(0, -1) : child.tokens;
+        const normalised = score / Math.max(1, child.tokens.length) ** decode.length_penalty;
+        finished.push({ normalised, hypothesis: { tokens, probs: child.probs, stop } });
+        continue;
+      }
+      sources[survivors.length] = b;
+      next[survivors.length] = token;
+      survivors.push(child);
+      if (survivors.length === width) break;
+    }
+    const ended = finished.filter((f) => f.hypothesis.stop === "eos").length;
+    if (!survivors.length || ended >= width) return bestFinished(finished);
+    while (survivors.length < width) survivors.push(dead());
+    beams = survivors;
+    decoder.reorder(sources);
+    current = next;
+  }
+}
+
+// decoding._log_softmax for one row, PAD and BOS banned.
+function logSoftmax(logits) {
+  let top = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (i !== PAD && i !== BOS && logits[i] > top) top = logits[i];
+  let total = 0;
+  for (let i = 0; i < logits.length; i++) if (i !== PAD && i !== BOS) total += Math.exp(logits[i] - top);
+  const lse = Math.log(total);
+  return Float64Array.from(logits, (x, i) => (i === PAD || i === BOS ? -Infinity : x - top - lse));
+}
+
+// decoding._best: the highest normalised score, hypotheses that ended with EOS before guarded ones.
+function bestFinished(finished) {
+  let best = finished[0];
+  for (const f of finished.slice(1)) {
+    const [a, b] = [f.hypothesis.stop === "eos", best.hypothesis.stop === "eos"];
+    if (a > b || (a === b && f.normalised > best.normalised)) best = f;
+  }
+  return best.hypothesis;
+}
+
+// RecognizerOnnx._decode_batch for one crop: beam search when decode.beam > 1, otherwise greedy, read again
+// with a beam of decode.rescue_beam when its confidence is below decode.rescue_below (decoding.greedy_with_rescue).
+// `open(rows)` -> a decoder over `rows` copies of the crop (see beamSearch).
+export async function decodeCrop(open, maxLen, decode) {
+  if (decode.beam > 1) return beamSearch(open(decode.beam), decode.beam, maxLen, decode);
+  const single = open(1);
+  const found = await greedy((token, position) => single.step([token], position), maxLen, decode);
+  if (!(decode.rescue_below > 0) || confidence(found, decode.confidence) >= decode.rescue_below) return found;
+  return beamSearch(open(decode.rescue_beam), decode.rescue_beam, maxLen, decode);
+}
+
 export function confidence(hypothesis, method) {
   if (hypothesis.stop !== "eos" || !hypothesis.probs.length) return 0;
   if (method === "min") return Math.min(...hypothesis.probs);

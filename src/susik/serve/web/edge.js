@@ -69,25 +69,43 @@ async function decode(m, prepared) {
   const cross = await encoder.run({ images });
   const layers = encoder.outputNames.length / 2;
   const [heads, memory, headDim] = cross.cross_k_0.dims.slice(1);
-  const bias = new ort.Tensor("float32", core.crossBias(memory, config.height, prepared.width, manifest.stride),
-    [1, memory]);
-  const feeds = { cross_bias: bias };
-  for (let layer = 0; layer < layers; layer++) {
-    for (const kind of ["k", "v"]) {
-      feeds[`cross_${kind}_${layer}`] = cross[`cross_${kind}_${layer}`];
-      feeds[`past_${kind}_${layer}`] = new ort.Tensor("float32", new Float32Array(0), [1, heads, 0, headDim]);
-    }
-  }
-  const step = async (token, position) => {
-    feeds.tokens = new ort.Tensor("int64", BigInt64Array.of(BigInt(token)), [1, 1]);
-    feeds.position = new ort.Tensor("int64", BigInt64Array.of(BigInt(position)), [1]);
-    const out = await decoder.run(feeds);
+  const bias = core.crossBias(memory, config.height, prepared.width, manifest.stride);
+  // A decoder over `rows` copies of the crop (beam search runs one row per beam), its cache reordered by row.
+  const open = (rows) => {
+    const copies = (tensor) => {
+      const data = new Float32Array(tensor.data.length * rows);
+      for (let r = 0; r < rows; r++) data.set(tensor.data, r * tensor.data.length);
+      return new ort.Tensor("float32", data, [rows, ...tensor.dims.slice(1)]);
+    };
+    const feeds = { cross_bias: copies(new ort.Tensor("float32", bias, [1, memory])) };
     for (let layer = 0; layer < layers; layer++) {
-      for (const kind of ["k", "v"]) feeds[`past_${kind}_${layer}`] = out[`present_${kind}_${layer}`];
+      for (const kind of ["k", "v"]) {
+        feeds[`cross_${kind}_${layer}`] = rows === 1 ? cross[`cross_${kind}_${layer}`] : copies(cross[`cross_${kind}_${layer}`]);
+        feeds[`past_${kind}_${layer}`] = new ort.Tensor("float32", new Float32Array(0), [rows, heads, 0, headDim]);
+      }
     }
-    return out.logits.data;
+    return {
+      async step(tokens, position) {
+        feeds.tokens = new ort.Tensor("int64", BigInt64Array.from(tokens, BigInt), [rows, 1]);
+        feeds.position = new ort.Tensor("int64", BigInt64Array.of(BigInt(position)), [1]);
+        const out = await decoder.run(feeds);
+        for (let layer = 0; layer < layers; layer++) {
+          for (const kind of ["k", "v"]) feeds[`past_${kind}_${layer}`] = out[`present_${kind}_${layer}`];
+        }
+        return out.logits.data;
+      },
+      reorder(sources) {
+        for (const name of Object.keys(feeds).filter((key) => key.startsWith("past_"))) {
+          const { data, dims } = feeds[name];
+          const size = data.length / rows;
+          const moved = new Float32Array(data.length);
+          sources.forEach((source, r) => moved.set(data.subarray(source * size, (source + 1) * size), r * size));
+          feeds[name] = new ort.Tensor("float32", moved, dims);
+        }
+      },
+    };
   };
-  return core.greedy(step, core.maxLength(prepared.width, manifest.decode), manifest.decode);
+  return core.decodeCrop(open, core.maxLength(prepared.width, manifest.decode), manifest.decode);
 }
 
 // The recognizer's input for one crop, or null for a blank or tiny one (the server reads those as nothing).
