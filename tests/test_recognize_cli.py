@@ -131,13 +131,15 @@ def test_train_export_recognize_round_trip(tmp_path):
 
     models = tmp_path / "models"
     exported = runner.invoke(app, ["export", "recognizer", str(run / "last.pt"), "--out", str(models),
-                                   "--calibration-crops", "8"])
+                                   "--calibration-crops", "8", "--rescue-below", "0.9", "--rescue-beam", "4"])
     assert exported.exit_code == 0, exported.output
     folder = models / "recognizer"
     for name in ("encoder.onnx", "decoder.onnx", "vocab.json", "record.json", "MODEL_CARD.md"):
         assert (folder / name).is_file(), name
     record = json.loads((folder / "record.json").read_text())
     assert record["training"]["step"] == 6 and record["training"]["sources"][0]["license"] == "CC0"
+    assert (record["decode"]["rescue_below"], record["decode"]["rescue_beam"]) == (0.9, 4)
+    assert "less confident than 0.9 read again by beam search of width 4" in (folder / "MODEL_CARD.md").read_text()
 
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), draw_crop("3+4"))

@@ -136,6 +136,15 @@ def resolve(name_or_path: str | Path, models_dir: Path | None = None) -> ModelRe
     return get_model(str(name_or_path), models_dir)
 
 
+def _decoding(decode: DecodeConfig) -> str:
+    if decode.beam > 1:
+        return f"beam search of width {decode.beam}"
+    if decode.rescue_below > 0:
+        return (f"greedy decoding, readings less confident than {decode.rescue_below} read again by beam search "
+                f"of width {decode.rescue_beam}")
+    return "greedy decoding (beam optional)"
+
+
 def model_card(record: ModelRecord) -> str:
     """MODEL_CARD.md text, generated from the record so the two cannot disagree."""
     size_mb = sum(entry.bytes for entry in record.files.values() if entry.path.endswith(".onnx")) / 1e6
@@ -158,7 +167,7 @@ def model_card(record: ModelRecord) -> str:
         ),
         (
             f"- Input: grayscale crop cut to the ink, height {record.preprocess.height} px, width up to "
-            f"{record.preprocess.max_width} px; greedy decoding (beam optional), at most "
+            f"{record.preprocess.max_width} px; {_decoding(record.decode)}, at most "
             f"{record.decode.max_tokens} tokens, with a repetition guard; confidence = {record.decode.confidence} "
             "of the token probabilities (0 when the guard fired)."
         ),

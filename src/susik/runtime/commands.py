@@ -249,6 +249,10 @@ def export_recognizer(
     calibration_crops: Annotated[int, typer.Option(min=8, help="crops used for calibration")] = 64,
     confidence: Annotated[Literal["geomean", "min"], typer.Option(
         help="confidence from token probabilities; pick by the val_confidence_auroc_* of training")] = "geomean",
+    rescue_below: Annotated[float, typer.Option(min=0, max=1, help=(
+        "the record's default decoding: greedy readings less confident than this are read again with beam "
+        "search (0: greedy only); the server and the in-browser reader both follow it"))] = 0.0,
+    rescue_beam: Annotated[int, typer.Option(min=2, max=16, help="beam width of such a rescue")] = 3,
 ) -> None:
     """Export a checkpoint to ONNX (encoder + decoder step, int8) with vocab, record.json and MODEL_CARD.md."""
     from susik.models.train_recognizer import load_checkpoint
@@ -270,7 +274,8 @@ def export_recognizer(
         progress.add_task("export", total=None, status="ONNX, quantisation, parity check")
         try:
             record = export(state, out, crops, encoder_quant=encoder_quant,
-                            decode=DecodeConfig(confidence=confidence))
+                            decode=DecodeConfig(confidence=confidence, rescue_below=rescue_below,
+                                                rescue_beam=rescue_beam))
         except (RuntimeError, ValueError, KeyError) as error:
             _fail(str(error))
     sizes = ", ".join(f"{entry.path} {entry.bytes / 1e6:.1f} MB" for entry in record.files.values())
