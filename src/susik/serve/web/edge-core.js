@@ -426,7 +426,7 @@ function bestFinished(finished) {
   return best.hypothesis;
 }
 
-// RecognizerOnnx._decode_batch for one crop: beam search when decode.beam > 1, otherwise greedy, read again
+// OnnxRecognizer._decode_batch for one crop: beam search when decode.beam > 1, otherwise greedy, read again
 // with a beam of decode.rescue_beam when its confidence is below decode.rescue_below (decoding.greedy_with_rescue).
 // `open(rows)` -> a decoder over `rows` copies of the crop (see beamSearch).
 export async function decodeCrop(open, maxLen, decode) {
