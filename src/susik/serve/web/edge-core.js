@@ -336,14 +336,10 @@ export async function greedy(step, maxLen, decode) {
   const tokens = [], probs = [];
   let current = BOS;
   for (let position = 0; ; position++) {
-    const logits = await step(current, position);
-    let best = -1, top = -Infinity;
-    for (let i = 0; i < logits.length; i++) {
-      if (i !== PAD && i !== BOS && logits[i] > top) [best, top] = [i, logits[i]];
-    }
-    let total = 0;
-    for (let i = 0; i < logits.length; i++) if (i !== PAD && i !== BOS) total += Math.exp(logits[i] - top);
-    probs.push(1 / total);
+    const row = logSoftmax(await step(current, position));
+    let best = 0;
+    for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+    probs.push(Math.exp(row[best]));
     if (best === EOS) return { tokens, probs, stop: "eos" };
     tokens.push(best);
     if (tokens.length >= maxLen) return { tokens, probs, stop: "length" };

@@ -73,6 +73,7 @@ async function decode(m, prepared) {
   // A decoder over `rows` copies of the crop (beam search runs one row per beam), its cache reordered by row.
   const open = (rows) => {
     const copies = (tensor) => {
+      if (rows === 1) return tensor;
       const data = new Float32Array(tensor.data.length * rows);
       for (let r = 0; r < rows; r++) data.set(tensor.data, r * tensor.data.length);
       return new ort.Tensor("float32", data, [rows, ...tensor.dims.slice(1)]);
@@ -80,7 +81,7 @@ async function decode(m, prepared) {
     const feeds = { cross_bias: copies(new ort.Tensor("float32", bias, [1, memory])) };
     for (let layer = 0; layer < layers; layer++) {
       for (const kind of ["k", "v"]) {
-        feeds[`cross_${kind}_${layer}`] = rows === 1 ? cross[`cross_${kind}_${layer}`] : copies(cross[`cross_${kind}_${layer}`]);
+        feeds[`cross_${kind}_${layer}`] = copies(cross[`cross_${kind}_${layer}`]);
         feeds[`past_${kind}_${layer}`] = new ort.Tensor("float32", new Float32Array(0), [rows, heads, 0, headDim]);
       }
     }
