@@ -32,10 +32,11 @@ train_app = typer.Typer(help="Train a model from a config in configs/.", no_args
 export_app = typer.Typer(help="Export a trained checkpoint to ONNX under models/.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(export_app, name="export")
-from susik.runtime.commands import export_recognizer, recognize, train_recognizer
+from susik.runtime.commands import average_recognizers, export_recognizer, recognize, train_recognizer
 
 app.command()(recognize)
 train_app.command("recognizer")(train_recognizer)
+train_app.command("average")(average_recognizers)
 export_app.command("recognizer")(export_recognizer)
 from susik.models.detector_commands import export_detector_command, train_detector
 from susik.runtime.predict_command import predict

@@ -1,4 +1,4 @@
-"""`susik recognize`, `susik train recognizer` and `susik export recognizer`.
+"""`susik recognize`, `susik train recognizer`, `susik train average` and `susik export recognizer`.
 
 Heavy imports (torch, the training stack) happen inside the commands, so `susik --help` stays fast and
 `susik recognize` never loads torch.
@@ -236,6 +236,42 @@ def train_recognizer(
             _fail(str(error))
     typer.echo(f"done at step {result.step}; best validation exp_rate {result.best_metric}; "
                f"checkpoints: {result.best or result.last}")
+
+
+def average_recognizers(
+    checkpoints: Annotated[list[Path], typer.Argument(help="recognizer checkpoints (runs/.../best.pt, ...)")],
+    out: Annotated[Path, typer.Option(help="the averaged checkpoint (.pt), for --init or `susik export recognizer`")],
+    weight: Annotated[list[float] | None, typer.Option(
+        help="one per checkpoint, in order (normalised to sum 1); default: equal")] = None,
+) -> None:
+    """Average recognizer checkpoints' weights: a soup of fine-tunes from one start, or a run's last epochs."""
+    import pickle
+
+    import torch
+
+    from susik.models.averaging import average_checkpoints
+    from susik.models.train_recognizer import load_checkpoint
+
+    weights = weight or [1.0] * len(checkpoints)
+    try:
+        loaded = [load_checkpoint(path) for path in checkpoints]
+        averaged = average_checkpoints(loaded, weights, [str(path) for path in checkpoints])
+    except OSError as error:
+        _fail(f"cannot read a checkpoint: {error}")
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        _fail(f"not a torch checkpoint: {str(error).splitlines()[0]}")
+    except KeyError as error:
+        _fail(f"not a recognizer checkpoint: no {error}")
+    except ValueError as error:
+        _fail(str(error))
+    averaged["command"] = shlex.join(["susik", "train", "average", *map(str, checkpoints), "--out", str(out),
+                                      *[part for w in weights for part in ("--weight", f"{w:g}")]])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")  # a kill mid-write leaves no half checkpoint at `out`
+    torch.save(averaged, temporary)
+    temporary.replace(out)
+    shares = ", ".join(f"{w / sum(weights):.2f} x {path}" for w, path in zip(weights, checkpoints))
+    typer.echo(f"wrote {out}: {shares}")
 
 
 def export_recognizer(
