@@ -233,6 +233,25 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path):
     assert load_checkpoint(resumed.last)["scheduler"]["last_epoch"] == 18
 
 
+def test_keep_epochs_leaves_each_evaluations_weights_for_averaging(tmp_path):
+    from susik.models.averaging import average_checkpoints
+
+    result = fit(_tiny_train_config(keep_epochs=True), _source, [], vocab(), tmp_path / "run", log=lambda _: None)
+    snapshots = sorted((tmp_path / "run").glob("step_*.pt"))
+    assert [p.name for p in snapshots] == ["step_000006.pt", "step_000012.pt"]
+    first, last = (load_checkpoint(p) for p in snapshots)
+    assert "optimizer" not in last and last["step"] == 12
+    for name, weight in load_checkpoint(result.last)["model"].items():
+        assert torch.equal(last["model"][name], weight), name
+    averaged = average_checkpoints([first, last], [1, 1], [p.name for p in snapshots])
+    name = "decoder.head.weight"
+    assert not torch.equal(first["model"][name], last["model"][name])  # the run moved between epochs
+    assert torch.allclose(averaged["model"][name], (first["model"][name] + last["model"][name]) / 2)
+    assert not list((tmp_path / "run").glob("*.tmp"))
+    fit(_tiny_train_config(steps=6), _source, [], vocab(), tmp_path / "plain", log=lambda _: None)
+    assert not list((tmp_path / "plain").glob("step_*.pt"))  # off by default
+
+
 def test_resume_refuses_another_architecture(tmp_path):
     config = _tiny_train_config(steps=6)
     fit(config, _source, [], vocab(), tmp_path / "run", log=lambda _: None)

@@ -89,6 +89,10 @@ class TrainConfig(BaseModel):
     mlflow_uri: str | None = Field(None, description="default sqlite:///<out>/../mlflow.db (the runs folder)")
     experiment: str = "recognizer"
     distill: DistillConfig | None = Field(None, description="learn from a teacher checkpoint as well as labels")
+    keep_epochs: bool = Field(
+        False, description="also keep each evaluation's weights as step_NNNNNN.pt (no optimiser state, a quarter "
+        "of last.pt): the run's last epochs averaged with `susik train average` often beat its best one"
+    )
 
 
 def load_config(path: Path) -> TrainConfig:
@@ -376,10 +380,20 @@ def save_checkpoint(
 ) -> None:
     """Everything needed to resume or export; written to a temporary file and renamed (a kill mid-write
     leaves the previous checkpoint intact)."""
-    payload = {
+    _write(path, {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                  **_weights_payload(model, state, config, vocab, extra)})
+
+
+def save_weights(path: Path, model: Recognizer, state: RunState, config: TrainConfig, vocab: Vocabulary,
+                 extra: dict[str, Any]) -> None:
+    """What export, --init and averaging read, without the optimiser: a snapshot of one epoch."""
+    _write(path, _weights_payload(model, state, config, vocab, extra))
+
+
+def _weights_payload(model: Recognizer, state: RunState, config: TrainConfig, vocab: Vocabulary,
+                     extra: dict[str, Any]) -> dict[str, Any]:
+    return {
         "model": {name: tensor.cpu() for name, tensor in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
         "step": state.step,
         "best_metric": state.best_metric,
         "mlflow_run_id": state.mlflow_run_id,
@@ -389,6 +403,9 @@ def save_checkpoint(
         "vocab": vocab.tokens,
         **extra,
     }
+
+
+def _write(path: Path, payload: dict[str, Any]) -> None:
     temporary = path.with_name(path.name + ".tmp")
     torch.save(payload, temporary)
     os.replace(temporary, path)
@@ -581,6 +598,8 @@ def fit(
                 for line in _examples(val, evaluation, count=2):
                     log(line)
             save_checkpoint(last_path, model, optimizer, scheduler, state, config, vocab, extra)
+            if config.keep_epochs:
+                save_weights(out / f"step_{state.step:06d}.pt", model, state, config, vocab, extra)
             if improved:
                 save_checkpoint(best_path, model, optimizer, scheduler, state, config, vocab, extra)
     finally:
