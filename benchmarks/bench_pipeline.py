@@ -168,6 +168,8 @@ def main(
     run_speed: Annotated[bool, typer.Option("--speed/--no-speed", help="the 12-MP timing")] = True,
     rescue_below: Annotated[float | None, typer.Option(help="override the record's decode.rescue_below (0: greedy)")] = None,
     rescue_beam: Annotated[int | None, typer.Option(help="override the record's decode.rescue_beam")] = None,
+    thicken_below: Annotated[float | None, typer.Option(
+        help="override the record's decode.thicken_below (0: no second look with thickened strokes)")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the figures to this JSON file")] = None,
 ) -> None:
     found = OnnxDetector.load(detector, threads)
@@ -184,7 +186,7 @@ def main(
 
         try:
             reader = OnnxRecognizer.load(recognizer, threads)
-            reader.decode = with_rescue(reader.decode, rescue_below, rescue_beam)
+            reader.decode = with_rescue(reader.decode, rescue_below, rescue_beam, thicken_below)
             report["decode"] = reader.decode.model_dump()
             pipeline = Pipeline(found, reader, DeskewOrienter())
         except ModelNotFoundError as error:

@@ -147,6 +147,8 @@ def main(
     batch: int = typer.Option(16, min=1),
     rescue_below: float | None = typer.Option(None, help="override the record's decode.rescue_below (0: greedy)"),
     rescue_beam: int | None = typer.Option(None, help="override the record's decode.rescue_beam"),
+    thicken_below: float | None = typer.Option(
+        None, help="override the record's decode.thicken_below (0: no second look with thickened strokes)"),
     out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
 ) -> None:
     available = _sets(data, synthetic_val, hme_heldout, page_regions)
@@ -172,7 +174,7 @@ def main(
         began = time.perf_counter()
         try:
             recognizer = OnnxRecognizer.load(model, threads=threads)
-            recognizer.decode = with_rescue(recognizer.decode, rescue_below, rescue_beam)
+            recognizer.decode = with_rescue(recognizer.decode, rescue_below, rescue_beam, thicken_below)
         except ModelNotFoundError as exc:
             console.print(f"error: {exc}")
             raise typer.Exit(1) from None

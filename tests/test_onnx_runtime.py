@@ -34,8 +34,11 @@ from susik.runtime.preprocess import (
     check_crop,
     crop_to_ink,
     dark_ink,
+    halve,
     pad_batch,
     preprocess,
+    preprocess_thickened,
+    thicken,
 )
 from susik.runtime.recognizer import OnnxRecognizer
 
@@ -174,6 +177,35 @@ def test_crop_to_ink_ignores_isolated_specks():
     crop[40:60, 150:250] = 0
     crop[2, 2] = crop[97, 397] = 0  # dust
     assert crop_to_ink(crop).shape[1] < 150
+
+
+def test_thicken_grows_ink_by_the_radius_and_the_border_adds_nothing():
+    image = np.zeros((7, 12), np.float32)
+    image[3, 8] = 1.0
+    image[0, 0] = 0.5
+    grown = thicken(image, radius=2)
+    assert (grown[1:6, 6:11] == 1.0).all() and (grown[:3, :3] == 0.5).all()  # a 5 x 5 square; the corner's 3 x 3
+    assert grown.sum() == 25 + 9 * 0.5  # nothing wraps around or comes in from the border
+    assert (thicken(image, radius=0) == image).all()
+
+
+def test_halve_averages_each_two_by_two_block():
+    image = np.arange(16, dtype=np.float32).reshape(4, 4)
+    assert halve(image).tolist() == [[2.5, 4.5], [10.5, 12.5]]
+
+
+def test_thickened_view_has_the_models_height_and_more_ink():
+    config = PreprocessConfig(height=32, max_width=256, width_multiple=8)
+    crop = np.full((100, 301), 230, np.uint8)
+    crop[40:60, 100:181] = 20
+    crop[48:52, 90:200] = 20  # a thin stroke through it
+    plain, thick = preprocess(crop, config), preprocess_thickened(crop, config)
+    assert thick.shape[0] == 32 and thick.dtype == np.float32
+    assert abs(thick.shape[1] - plain.shape[1]) <= 1
+    assert thick.sum() > 1.1 * plain.sum() and 0.0 <= thick.min() and thick.max() <= 1.0
+    wide = np.full((20, 1000), 255, np.uint8)
+    wide[5:15, 5:995] = 0
+    assert preprocess_thickened(wide, config.model_copy(update={"max_width": 128})).shape == (32, 128)
 
 
 def test_pad_batch_pads_to_the_stride_with_paper():
@@ -418,6 +450,36 @@ def test_recognizer_accepts_bgr_and_gray_alike(tiny_bundle):
 
 
 # --- registry -----------------------------------------------------------------------------------------------
+
+
+def test_unsure_readings_are_read_again_thickened_and_the_surer_reading_kept(tiny_bundle, monkeypatch):
+    import susik.runtime.recognizer as runtime
+
+    rng = np.random.default_rng(5)
+    crops = [draw_crop(random_text(rng), scale=0.6 + 0.2 * (i % 3), thickness=1 + i % 2) for i in range(10)]
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
+    plain = recognizer.hypotheses(crops)
+    confidence = recognizer._confidence
+    below = float(np.median([confidence(h) for h in plain]))
+    # Decoded as the second look decodes them, unsure crops only: the int8 decoder's activation scales are
+    # the batch's, so another batch could read a crop a little differently.
+    unsure = {i: preprocess_thickened(crops[i], recognizer.preprocess_config) for i, h in enumerate(plain)
+              if confidence(h) < below}
+    thick = recognizer._decode_all(unsure, None)
+    looked_again: list[int] = []
+    counting = runtime.preprocess_thickened
+    monkeypatch.setattr(runtime, "preprocess_thickened", lambda image, config: (
+        looked_again.append(1), counting(image, config))[1])
+    recognizer.thicken_unsure(below)
+    both = recognizer.hypotheses(crops)
+    assert len(looked_again) == len(unsure) > 0  # only the unsure look again
+    for index, (first, chosen) in enumerate(zip(plain, both)):
+        second = thick.get(index)
+        assert chosen == (second if second and confidence(second) > confidence(first) else first), index
+    assert any(b != p for b, p in zip(both, plain))  # the second look changed something on this batch
+    recognizer.thicken_unsure(0.0)
+    looked_again.clear()
+    assert recognizer.hypotheses(crops) == plain and not looked_again
 
 
 def test_bundle_record_describes_the_model(tiny_bundle):

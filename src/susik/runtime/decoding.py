@@ -45,6 +45,11 @@ class DecodeConfig(BaseModel):
         "The in-browser reader (edge-core.js decodeCrop) reads the same record and searches the same way"
     )
     rescue_beam: int = Field(3, ge=2, le=16, description="beam width of a rescue")
+    thicken_below: float = Field(
+        0.0, ge=0, le=1, description="readings (after any rescue) less confident than this are read again, the "
+        "same way, from the crop with its strokes thickened (preprocess_thickened); the more confident reading "
+        "is kept (0 = never). The browser reads the same record the same way"
+    )
     confidence: Confidence = Field(
         "geomean", description="per-token probabilities -> one score; geomean ranked errors best so far (see "
         "sequence_confidence); training logs the AUROC of both on real validation data"
@@ -84,9 +89,12 @@ class Hypothesis:
     stop: Stop
 
 
-def with_rescue(config: DecodeConfig, below: float | None = None, beam: int | None = None) -> DecodeConfig:
-    """`config` with whichever rescue settings are given replaced (validated: 0 <= below <= 1, beam >= 2)."""
-    changes = {key: value for key, value in (("rescue_below", below), ("rescue_beam", beam)) if value is not None}
+def with_rescue(config: DecodeConfig, below: float | None = None, beam: int | None = None,
+                thicken_below: float | None = None) -> DecodeConfig:
+    """`config` with whichever second-look settings are given replaced (validated: thresholds in [0, 1], beam
+    >= 2)."""
+    given = (("rescue_below", below), ("rescue_beam", beam), ("thicken_below", thicken_below))
+    changes = {key: value for key, value in given if value is not None}
     return DecodeConfig.model_validate({**config.model_dump(), **changes})
 
 

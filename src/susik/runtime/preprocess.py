@@ -171,6 +171,41 @@ def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS)
     return resize_to_height(normalise(cropped, config), config)
 
 
+def thicken(image: np.ndarray, radius: int) -> np.ndarray:
+    """Ink (1 = ink, float32) grown by `radius` pixels in all eight directions: a (2r+1)^2 maximum to which the
+    border adds nothing. Spelled out in numpy so that the browser (edge-core.js `thicken`) computes it bit for
+    bit."""
+    padded = np.pad(image, radius, constant_values=0.0)
+    height, width = image.shape
+    grown = image.copy()
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            np.maximum(grown, padded[dy : dy + height, dx : dx + width], out=grown)
+    return grown
+
+
+def halve(image: np.ndarray) -> np.ndarray:
+    """The mean of each 2x2 block (even height and width), summed in one fixed order for the browser's sake."""
+    quarter = np.float32(0.25)
+    return ((image[0::2, 0::2] + image[0::2, 1::2]) + (image[1::2, 0::2] + image[1::2, 1::2])) * quarter
+
+
+def preprocess_thickened(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """`preprocess` with the strokes thickened by one pixel on each side at the model's height: read at twice
+    the height, grown by two pixels, averaged back down. The second look of `DecodeConfig.thicken_below`: thin
+    pen strokes (CROHME's tablet ink) read better thickened (CROHME 2013 greedy 34.6% -> 36.7% with it;
+    growing by half a pixel or by one and a half gave 35.5% and 35.9%)."""
+    gray = to_gray(image)
+    if min(gray.shape) < 1:
+        raise CropError(f"image has no pixels: {gray.shape}")
+    double = config.model_copy(update={"height": 2 * config.height, "max_width": 2 * config.max_width})
+    large = resize_to_height(normalise(crop_to_ink(dark_ink(gray), config), config), double)
+    large = large.astype(np.float32, copy=False)
+    if large.shape[1] % 2:  # an odd width: one more column of paper, so that the halves pair up
+        large = np.pad(large, ((0, 0), (0, 1)), constant_values=0.0)
+    return halve(thicken(large, radius=2))
+
+
 def pad_batch(
     images: Sequence[np.ndarray], config: PreprocessConfig = DEFAULT_PREPROCESS
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,14 @@ from susik.runtime.decoding import (
     sequence_confidence,
     with_rescue,
 )
-from susik.runtime.preprocess import CropError, PreprocessConfig, check_crop, pad_batch, preprocess
+from susik.runtime.preprocess import (
+    CropError,
+    PreprocessConfig,
+    check_crop,
+    pad_batch,
+    preprocess,
+    preprocess_thickened,
+)
 from susik.runtime.sessions import session_options
 
 NEG_INF = -1e4  # must match susik.models.recognizer.NEG_INF, the value the decoder was trained with
@@ -90,6 +97,10 @@ class OnnxRecognizer:
         """From now on, greedy readings less confident than `below` are read again with beam search (0: never)."""
         self.decode = with_rescue(self.decode, below)
 
+    def thicken_unsure(self, below: float) -> None:
+        """From now on, readings less confident than `below` are read again with thickened strokes (0: never)."""
+        self.decode = with_rescue(self.decode, thicken_below=below)
+
     def __call__(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Recognition]:
         return [self._to_recognition(h) for h in self.hypotheses(images, beam)]
 
@@ -105,12 +116,27 @@ class OnnxRecognizer:
                 results[index] = Hypothesis((), (), "empty")
                 continue
             prepared[index] = preprocess(image, self.preprocess_config)
+        for index, hypothesis in self._decode_all(prepared, beam).items():
+            results[index] = hypothesis
+        below = self.decode.thicken_below
+        unsure = {i: preprocess_thickened(images[i], self.preprocess_config) for i in prepared
+                  if self._confidence(results[i]) < below}  # type: ignore[arg-type]
+        for index, second in self._decode_all(unsure, beam).items():
+            if self._confidence(second) > self._confidence(results[index]):  # type: ignore[arg-type]
+                results[index] = second
+        return results  # type: ignore[return-value]
+
+    def _decode_all(self, prepared: dict[int, np.ndarray], beam: int | None) -> dict[int, Hypothesis]:
+        """Decode preprocessed crops in batches of similar width; keyed as given."""
         order = sorted(prepared, key=lambda i: prepared[i].shape[1])
+        decoded: dict[int, Hypothesis] = {}
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            for index, hypothesis in zip(chunk, self._decode_batch([prepared[i] for i in chunk], beam)):
-                results[index] = hypothesis
-        return results  # type: ignore[return-value]
+            decoded.update(zip(chunk, self._decode_batch([prepared[i] for i in chunk], beam)))
+        return decoded
+
+    def _confidence(self, hypothesis: Hypothesis) -> float:
+        return sequence_confidence(hypothesis, self.decode.confidence)
 
     def encode(self, batch: np.ndarray, widths: np.ndarray) -> tuple[Cache, np.ndarray]:
         """-> cross K/V per layer [k0, v0, ...] (B, heads, S, head_dim) and the memory bias (B, S).
@@ -155,8 +181,7 @@ class OnnxRecognizer:
                       banned=(vocab.pad_id, vocab.bos_id))
 
     def _to_recognition(self, hypothesis: Hypothesis) -> Recognition:
-        confidence = sequence_confidence(hypothesis, self.decode.confidence)
-        return Recognition(detokenize(self.vocab.decode(hypothesis.tokens)), confidence)
+        return Recognition(detokenize(self.vocab.decode(hypothesis.tokens)), self._confidence(hypothesis))
 
 
 def pad_cross(alone: Sequence[Sequence[np.ndarray]], feature_h: int) -> Cache:
