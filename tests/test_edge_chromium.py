@@ -3,6 +3,9 @@ reads generated crops exactly as the server's crop mode does, without uploading 
 detector it reads whole generated pages as the server's page mode does."""
 
 import base64
+import contextlib
+import json
+import shutil
 
 import cv2
 import httpx
@@ -209,23 +212,34 @@ def test_edge_routes_serve_the_bundled_detector(server):
     assert httpx.get(f"{url}/v1/edge/detector/0000/model").status_code == 404
 
 
-@pytest.fixture(scope="module")
-def beam_server(tiny_bundle, tmp_path_factory):
-    """The tiny bundle with beam search of width 3 in its record: server and page must both search."""
-    import json
-    import shutil
-
-    bundle = tmp_path_factory.mktemp("beam") / "recognizer"
+@contextlib.contextmanager
+def _serving_with(decode: dict, tiny_bundle, folder):
+    """The tiny bundle with `decode` changed in its record, served for crops."""
+    bundle = folder / "recognizer"
     shutil.copytree(tiny_bundle, bundle)
     record = json.loads((bundle / "record.json").read_text())
-    record["decode"]["beam"] = 3
+    record["decode"].update(decode)
     (bundle / "record.json").write_text(json.dumps(record))
-    settings = Settings(data_dir=tmp_path_factory.mktemp("beam-data"))
+    settings = Settings(data_dir=folder / "data")
     if find_ort(settings) is None:
         pytest.skip("onnxruntime-web not installed: run scripts/setup.sh (npm ci)")
     crop = Pipeline.for_crops(OnnxRecognizer.load(bundle, threads=1))
-    app = create_app(settings, lambda _: Pipelines(crop, crop, "tiny-beam", recognizer_dir=bundle))
+    app = create_app(settings, lambda _: Pipelines(crop, crop, "tiny-changed", recognizer_dir=bundle))
     with serve_in_thread(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def beam_server(tiny_bundle, tmp_path_factory):
+    """Beam search of width 3 in the record: server and page must both search."""
+    with _serving_with({"beam": 3}, tiny_bundle, tmp_path_factory.mktemp("beam")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def thicken_server(tiny_bundle, tmp_path_factory):
+    """Every reading looked at again with thickened strokes: server and page must both look."""
+    with _serving_with({"thicken_below": 1.0}, tiny_bundle, tmp_path_factory.mktemp("thicken")) as url:
         yield url
 
 
@@ -236,6 +250,19 @@ def test_in_browser_beam_search_reads_as_the_servers(beam_server, browser, tiny_
     expected = [server_latex(url, png) for png in pngs]
     greedy = [reading.latex for reading in OnnxRecognizer.load(tiny_bundle, threads=1)(images)]
     assert expected != greedy  # the search reads some crops otherwise: the check has teeth
+    browser.set_script_timeout(120)
+    browser.get(url)
+    got = browser.execute_async_script(READ_ALL, [base64.b64encode(png).decode() for png in pngs])
+    assert got == expected
+
+
+def test_in_browser_second_look_reads_as_the_servers(thicken_server, browser, tiny_bundle):
+    url = thicken_server
+    images = crops()
+    pngs = [cv2.imencode(".png", image)[1].tobytes() for image in images]
+    expected = [server_latex(url, png) for png in pngs]
+    plain = [reading.latex for reading in OnnxRecognizer.load(tiny_bundle, threads=1)(images)]
+    assert expected != plain  # the thickened look wins on some crops: the check has teeth
     browser.set_script_timeout(120)
     browser.get(url)
     got = browser.execute_async_script(READ_ALL, [base64.b64encode(png).decode() for png in pngs])

@@ -289,6 +289,64 @@ export function preprocess(rgba, width, height, config) {
   return resizeToHeight(normalise(cropped, config), cropped.width, cropped.height, config);
 }
 
+// preprocess.thicken: ink grown by `radius` pixels in all eight directions, the border adding paper (0).
+export function thicken(data, width, height, radius) {
+  const grown = Float32Array.from(data);
+  for (let dy = -radius; dy <= radius; dy++) {
+    for (let dx = -radius; dx <= radius; dx++) {
+      for (let y = 0; y < height; y++) {
+        const sy = y + dy;
+        for (let x = 0; x < width; x++) {
+          const sx = x + dx;
+          const value = sy >= 0 && sy < height && sx >= 0 && sx < width ? data[sy * width + sx] : 0;
+          if (value > grown[y * width + x]) grown[y * width + x] = value;
+        }
+      }
+    }
+  }
+  return grown;
+}
+
+// preprocess.halve: the mean of each 2x2 block, ((a + b) + (c + d)) * 0.25 in float32 as numpy sums it.
+export function halve(data, width, height) {
+  const [w, h] = [width / 2, height / 2];
+  const out = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const [top, bottom] = [2 * y * width, (2 * y + 1) * width];
+    for (let x = 0; x < w; x++) {
+      const upper = f(data[top + 2 * x] + data[top + 2 * x + 1]);
+      const lower = f(data[bottom + 2 * x] + data[bottom + 2 * x + 1]);
+      out[y * w + x] = f(f(upper + lower) * 0.25);
+    }
+  }
+  return out;
+}
+
+// preprocess.preprocess_thickened: the crop read at twice the height, its ink grown by two pixels, halved.
+export function preprocessThickened(rgba, width, height, config) {
+  const gray = view(toGray(rgba, width, height), width, height);
+  const cropped = cropToInk(darkInk(gray), config);
+  const double = { ...config, height: 2 * config.height, max_width: 2 * config.max_width };
+  const large = resizeToHeight(normalise(cropped, config), cropped.width, cropped.height, double);
+  let [data, wide] = [large.data, large.width];
+  if (wide % 2) { // an odd width: one more column of paper
+    const even = new Float32Array((wide + 1) * double.height);
+    for (let y = 0; y < double.height; y++) even.set(data.subarray(y * wide, (y + 1) * wide), y * (wide + 1));
+    [data, wide] = [even, wide + 1];
+  }
+  return { data: halve(thicken(data, wide, double.height, 2), wide, double.height), width: wide / 2 };
+}
+
+// OnnxRecognizer.hypotheses' second look: a reading less confident than decode.thicken_below is read again
+// from the thickened crop (`read(true)`), and the surer of the two kept.
+export async function withSecondLook(read, decode) {
+  const first = await read(false);
+  const sure = confidence(first, decode.confidence);
+  if (!(decode.thicken_below > 0) || sure >= decode.thicken_below) return first;
+  const second = await read(true);
+  return confidence(second, decode.confidence) > sure ? second : first;
+}
+
 // pad_batch for one crop: width padded to the encoder stride with paper (0); NCHW.
 export function padded(prepared, config) {
   const width = Math.ceil(prepared.width / config.width_multiple) * config.width_multiple;

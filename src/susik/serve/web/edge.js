@@ -119,8 +119,13 @@ function prepare(m, image) {
   }
 }
 
-async function recognize(m, prepared) {
-  const hypothesis = prepared ? await decode(m, prepared) : { tokens: [], probs: [], stop: "empty" };
+// One crop's reading (`prepared` is its input), with the record's second look at thickened strokes when the
+// first is unsure.
+async function recognize(m, image, prepared) {
+  const thickened = () => core.preprocessThickened(image.data, image.width, image.height, m.manifest.preprocess);
+  const hypothesis = prepared
+    ? await core.withSecondLook((thick) => decode(m, thick ? thickened() : prepared), m.manifest.decode)
+    : { tokens: [], probs: [], stop: "empty" };
   return {
     latex: core.detokenize(core.decodeIds(hypothesis.tokens, m.words)),
     confidence: core.confidence(hypothesis, m.manifest.decode.confidence),
@@ -135,7 +140,7 @@ export async function readCrop(blob) {
   const decoded = performance.now();
   const prepared = prepare(m, image);
   const preprocessed = performance.now();
-  const reading = await recognize(m, prepared);
+  const reading = await recognize(m, image, prepared);
   const done = performance.now();
   return {
     width: image.width,
@@ -169,7 +174,7 @@ export async function readPage(blob) {
   const oriented = performance.now();
   const regions = [];
   for (const [i, detection] of found.detections.entries()) {
-    const reading = await recognize(m, prepare(m, upright[i]));
+    const reading = await recognize(m, upright[i], prepare(m, upright[i]));
     // as susik.Pipeline: a problem number read with the formula is kept apart; alone, it is no formula;
     // the sentence's punctuation after it goes
     const [label, latex] = core.splitReadingLabel(core.stripSentencePunctuation(reading.latex));

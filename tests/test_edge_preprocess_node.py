@@ -1,0 +1,106 @@
+"""The browser's crop preprocessing (serve/web/edge-core.js) against susik.runtime.preprocess, under Node: the
+model input and the thickened second look, bit for bit, and the rule that keeps the surer of two readings."""
+
+import base64
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from recognizer_helpers import draw_crop, random_text
+
+from susik.runtime.preprocess import PreprocessConfig, preprocess, preprocess_thickened
+
+WEB = Path(__file__).parents[1] / "src/susik/serve/web"
+NODE = shutil.which("node")
+pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js")
+HARNESS = """
+import { readFileSync } from "node:fs";
+import * as core from "./edge-core.js";
+const encode = (array) => Buffer.from(array.buffer, array.byteOffset, array.byteLength).toString("base64");
+const run = {
+  input: (c) => {
+    const rgba = Uint8ClampedArray.from(Buffer.from(c.rgba, "base64"));
+    const view = c.thick ? core.preprocessThickened : core.preprocess;
+    const r = view(rgba, c.width, c.height, c.config);
+    return { data: encode(r.data), width: r.width };
+  },
+  look: async (c) => {
+    const read = async (thick) => (thick ? c.second : c.first);
+    return (await core.withSecondLook(read, c.decode)) === c.second ? "second" : "first";
+  },
+};
+const cases = JSON.parse(readFileSync(0, "utf8"));
+const answers = [];
+for (const c of cases) answers.push(await run[c.op](c));
+process.stdout.write(JSON.stringify(answers));
+"""
+CONFIG = PreprocessConfig(height=32, max_width=256, width_multiple=8)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("edge")
+    shutil.copy(WEB / "edge-core.js", folder / "edge-core.js")
+    (folder / "package.json").write_text('{"type": "module"}')
+    (folder / "harness.js").write_text(HARNESS)
+
+    def call(cases: list[dict]) -> list:
+        done = subprocess.run([NODE, "harness.js"], cwd=folder, input=json.dumps(cases), capture_output=True,
+                              text=True, timeout=120, check=True)
+        return json.loads(done.stdout)
+
+    return call
+
+
+def _crops() -> list[np.ndarray]:
+    """Taller and shorter than the model (both resize paths, at both heights), odd and even widths, inverted,
+    noisy, colour, and one too wide for the model."""
+    rng = np.random.default_rng(11)
+    images = [draw_crop(random_text(rng), float(rng.uniform(0.3, 3.0)), int(rng.integers(1, 4)),
+                        margin=int(rng.integers(3, 15))) for _ in range(8)]
+    images.append(255 - draw_crop("12+x=7", 1.5, 3))
+    noisy = draw_crop("x-9=40", 2.0).astype(np.float64) * 0.7 + 40
+    images.append(np.clip(noisy + rng.normal(0, 8, noisy.shape), 0, 255))
+    images.append(cv2.cvtColor(draw_crop("7x=0", 2.5), cv2.COLOR_GRAY2BGR) * np.array([1.0, 0.8, 0.6]))
+    images.append(cv2.resize(draw_crop("1+2+3+4+5+6+7+8+9"), None, fx=3.0, fy=1.0))
+    return [image.astype(np.uint8) for image in images]
+
+
+def _case(image: np.ndarray, thick: bool) -> dict:
+    bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
+    return {"op": "input", "thick": thick, "rgba": base64.b64encode(rgba.tobytes()).decode(),
+            "width": bgr.shape[1], "height": bgr.shape[0], "config": CONFIG.model_dump()}
+
+
+@pytest.mark.parametrize("thick", [False, True], ids=["plain", "thickened"])
+def test_the_browsers_model_input_is_the_servers_to_the_bit(node, thick):
+    images = _crops()
+    view = preprocess_thickened if thick else preprocess
+    answers = node([_case(image, thick) for image in images])
+    for image, answer in zip(images, answers):
+        expected = view(image, CONFIG)
+        got = np.frombuffer(base64.b64decode(answer["data"]), np.float32).reshape(CONFIG.height, answer["width"])
+        assert got.shape == expected.shape
+        assert np.array_equal(got, expected), float(np.abs(got - expected).max())
+
+
+def test_the_second_look_keeps_the_surer_reading_only_when_the_first_was_unsure(node):
+    def reading(*probs: float) -> dict:
+        return {"tokens": list(range(len(probs))), "probs": list(probs), "stop": "eos"}
+
+    unsure, surer, surest = reading(0.5, 0.6), reading(0.7, 0.7), reading(0.99, 0.99)
+    decode = {"thicken_below": 0.9, "confidence": "geomean"}
+    cases = [
+        (unsure, surer, decode, "second"),  # unsure, and the second look is surer
+        (surer, unsure, decode, "first"),  # unsure, but the second look is worse
+        (surest, surest | {"tokens": [9]}, decode, "first"),  # sure enough: no second look
+        (unsure, surer, decode | {"thicken_below": 0}, "first"),  # off
+        (unsure, surer | {"stop": "length"}, decode, "first"),  # a runaway second look has confidence 0
+    ]
+    answers = node([{"op": "look", "first": a, "second": b, "decode": d} for a, b, d, _ in cases])
+    assert answers == [want for *_, want in cases]
