@@ -91,6 +91,24 @@ def test_rescue_below_one_rereads_every_crop_with_beam_search(tiny_bundle, tmp_p
     assert read("--rescue-below", "0") == greedy
 
 
+def test_thicken_below_one_looks_at_every_crop_again(tiny_bundle, tmp_path):
+    rng = np.random.default_rng(5)
+    paths = []
+    for index in range(10):
+        paths.append(tmp_path / f"{index}.png")
+        crop = draw_crop(random_text(rng), scale=0.6 + 0.2 * (index % 3), thickness=1 + index % 2)
+        cv2.imwrite(str(paths[-1]), crop)
+
+    def read(*options: str) -> list[str]:
+        result = runner.invoke(app, ["recognize", *map(str, paths), "--json", "--model", str(tiny_bundle),
+                                     "--threads", "1", *options])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["latex"] for line in result.stdout.splitlines() if line.startswith("{")]
+
+    plain, thickened = read(), read("--thicken-below", "1")
+    assert len(thickened) == len(plain) == 10 and thickened != plain  # the surer, thickened reading won some
+
+
 def test_recognize_without_a_model_fails_with_one_clear_line(tmp_path):
     path = tmp_path / "crop.png"
     cv2.imwrite(str(path), draw_crop("1"))
@@ -131,7 +149,8 @@ def test_train_export_recognize_round_trip(tmp_path):
 
     models = tmp_path / "models"
     exported = runner.invoke(app, ["export", "recognizer", str(run / "last.pt"), "--out", str(models),
-                                   "--calibration-crops", "8", "--rescue-below", "0.9", "--rescue-beam", "4"])
+                                   "--calibration-crops", "8", "--rescue-below", "0.9", "--rescue-beam", "4",
+                                   "--thicken-below", "0.8"])
     assert exported.exit_code == 0, exported.output
     folder = models / "recognizer"
     for name in ("encoder.onnx", "decoder.onnx", "vocab.json", "record.json", "MODEL_CARD.md"):
@@ -139,7 +158,10 @@ def test_train_export_recognize_round_trip(tmp_path):
     record = json.loads((folder / "record.json").read_text())
     assert record["training"]["step"] == 6 and record["training"]["sources"][0]["license"] == "CC0"
     assert (record["decode"]["rescue_below"], record["decode"]["rescue_beam"]) == (0.9, 4)
-    assert "less confident than 0.9 read again by beam search of width 4" in (folder / "MODEL_CARD.md").read_text()
+    assert record["decode"]["thicken_below"] == 0.8
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "less confident than 0.9 read again by beam search of width 4" in card
+    assert "still less confident than 0.8 read again from the crop with thickened strokes" in card
 
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), draw_crop("3+4"))

@@ -138,11 +138,16 @@ def resolve(name_or_path: str | Path, models_dir: Path | None = None) -> ModelRe
 
 def _decoding(decode: DecodeConfig) -> str:
     if decode.beam > 1:
-        return f"beam search of width {decode.beam}"
-    if decode.rescue_below > 0:
-        return (f"greedy decoding, readings less confident than {decode.rescue_below} read again by beam search "
-                f"of width {decode.rescue_beam}")
-    return "greedy decoding (beam optional)"
+        search = f"beam search of width {decode.beam}"
+    elif decode.rescue_below > 0:
+        search = (f"greedy decoding, readings less confident than {decode.rescue_below} read again by beam search "
+                  f"of width {decode.rescue_beam}")
+    else:
+        search = "greedy decoding (beam optional)"
+    if decode.thicken_below > 0:
+        search += (f"; readings then still less confident than {decode.thicken_below} read again from the crop "
+                   "with thickened strokes, the surer reading kept")
+    return search
 
 
 def model_card(record: ModelRecord) -> str:

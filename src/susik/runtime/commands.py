@@ -80,6 +80,9 @@ def recognize(
     rescue_below: Annotated[float, typer.Option(min=0, max=1, help=(
         "greedy only: read again with beam search (width 3) the crops whose confidence is below this; "
         "0 = never (see benchmarks/bench_decoding.py)"))] = 0.0,
+    thicken_below: Annotated[float, typer.Option(min=0, max=1, help=(
+        "read again with thickened strokes the crops whose confidence is below this and keep the surer "
+        "reading; 0 = as the model's record says"))] = 0.0,
     threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads (default: all cores)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops decoded together")] = 16,
 ) -> None:
@@ -92,6 +95,8 @@ def recognize(
         _fail(str(error))
     if rescue_below > 0:
         recognizer.rescue_unsure(rescue_below)
+    if thicken_below > 0:
+        recognizer.thicken_unsure(thicken_below)
     table = Table()
     for column in ("image", "latex", "confidence"):
         table.add_column(column, overflow="fold")  # wrap long paths and formulas, never cut them
@@ -289,6 +294,9 @@ def export_recognizer(
         "the record's default decoding: greedy readings less confident than this are read again with beam "
         "search (0: greedy only); the server and the in-browser reader both follow it"))] = 0.0,
     rescue_beam: Annotated[int, typer.Option(min=2, max=16, help="beam width of such a rescue")] = 3,
+    thicken_below: Annotated[float, typer.Option(min=0, max=1, help=(
+        "the record's second look: readings less confident than this are read again with thickened strokes "
+        "and the surer reading kept (0: never); the server and the in-browser reader both follow it"))] = 0.0,
 ) -> None:
     """Export a checkpoint to ONNX (encoder + decoder step, int8) with vocab, record.json and MODEL_CARD.md."""
     from susik.models.train_recognizer import load_checkpoint
@@ -311,7 +319,7 @@ def export_recognizer(
         try:
             record = export(state, out, crops, encoder_quant=encoder_quant,
                             decode=DecodeConfig(confidence=confidence, rescue_below=rescue_below,
-                                                rescue_beam=rescue_beam))
+                                                rescue_beam=rescue_beam, thicken_below=thicken_below))
         except (RuntimeError, ValueError, KeyError) as error:
             _fail(str(error))
     sizes = ", ".join(f"{entry.path} {entry.bytes / 1e6:.1f} MB" for entry in record.files.values())
