@@ -239,7 +239,8 @@ def beam_server(tiny_bundle, tmp_path_factory):
 @pytest.fixture(scope="module")
 def thicken_server(tiny_bundle, tmp_path_factory):
     """Every reading looked at again with thickened strokes: server and page must both look."""
-    with _serving_with({"thicken_below": 1.0}, tiny_bundle, tmp_path_factory.mktemp("thicken")) as url:
+    decode = {"thicken_below": 1.0, "thin_core_share": 1.0}  # every crop counts as thin-stroked here
+    with _serving_with(decode, tiny_bundle, tmp_path_factory.mktemp("thicken")) as url:
         yield url
 
 

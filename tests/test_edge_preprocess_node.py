@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from recognizer_helpers import draw_crop, random_text
 
-from susik.runtime.preprocess import PreprocessConfig, preprocess, preprocess_thickened
+from susik.runtime.preprocess import PreprocessConfig, preprocess, preprocess_thickened, stroke_core_share
 
 WEB = Path(__file__).parents[1] / "src/susik/serve/web"
 NODE = shutil.which("node")
@@ -26,11 +26,11 @@ const run = {
     const rgba = Uint8ClampedArray.from(Buffer.from(c.rgba, "base64"));
     const view = c.thick ? core.preprocessThickened : core.preprocess;
     const r = view(rgba, c.width, c.height, c.config);
-    return { data: encode(r.data), width: r.width };
+    return { data: encode(r.data), width: r.width, core: core.strokeCoreShare(r, c.config.height) };
   },
   look: async (c) => {
     const read = async (thick) => (thick ? c.second : c.first);
-    return (await core.withSecondLook(read, c.decode)) === c.second ? "second" : "first";
+    return (await core.withSecondLook(read, c.decode, c.core)) === c.second ? "second" : "first";
   },
 };
 const cases = JSON.parse(readFileSync(0, "utf8"));
@@ -87,6 +87,7 @@ def test_the_browsers_model_input_is_the_servers_to_the_bit(node, thick):
         got = np.frombuffer(base64.b64decode(answer["data"]), np.float32).reshape(CONFIG.height, answer["width"])
         assert got.shape == expected.shape
         assert np.array_equal(got, expected), float(np.abs(got - expected).max())
+        assert answer["core"] == stroke_core_share(expected)
 
 
 def test_the_second_look_keeps_the_surer_reading_only_when_the_first_was_unsure(node):
@@ -94,13 +95,15 @@ def test_the_second_look_keeps_the_surer_reading_only_when_the_first_was_unsure(
         return {"tokens": list(range(len(probs))), "probs": list(probs), "stop": "eos"}
 
     unsure, surer, surest = reading(0.5, 0.6), reading(0.7, 0.7), reading(0.99, 0.99)
-    decode = {"thicken_below": 0.9, "confidence": "geomean"}
+    decode = {"thicken_below": 0.9, "thin_core_share": 0.2, "confidence": "geomean"}
+    thin, thick = 0.1, 0.3
     cases = [
-        (unsure, surer, decode, "second"),  # unsure, and the second look is surer
-        (surer, unsure, decode, "first"),  # unsure, but the second look is worse
-        (surest, surest | {"tokens": [9]}, decode, "first"),  # sure enough: no second look
-        (unsure, surer, decode | {"thicken_below": 0}, "first"),  # off
-        (unsure, surer | {"stop": "length"}, decode, "first"),  # a runaway second look has confidence 0
+        (unsure, surer, decode, thin, "second"),  # unsure and thin, and the second look is surer
+        (surer, unsure, decode, thin, "first"),  # unsure, but the second look is worse
+        (unsure, surer, decode, thick, "first"),  # unsure, but its strokes are not thin
+        (surest, surest | {"tokens": [9]}, decode, thin, "first"),  # sure enough: no second look
+        (unsure, surer, decode | {"thicken_below": 0}, thin, "first"),  # off
+        (unsure, surer | {"stop": "length"}, decode, thin, "first"),  # a runaway second look has confidence 0
     ]
-    answers = node([{"op": "look", "first": a, "second": b, "decode": d} for a, b, d, _ in cases])
+    answers = node([{"op": "look", "first": a, "second": b, "decode": d, "core": c} for a, b, d, c, _ in cases])
     assert answers == [want for *_, want in cases]

@@ -38,6 +38,7 @@ from susik.runtime.preprocess import (
     pad_batch,
     preprocess,
     preprocess_thickened,
+    stroke_core_share,
     thicken,
 )
 from susik.runtime.recognizer import OnnxRecognizer
@@ -452,27 +453,31 @@ def test_recognizer_accepts_bgr_and_gray_alike(tiny_bundle):
 # --- registry -----------------------------------------------------------------------------------------------
 
 
-def test_unsure_readings_are_read_again_thickened_and_the_surer_reading_kept(tiny_bundle, monkeypatch):
+def test_unsure_thin_readings_are_read_again_thickened_and_the_surer_reading_kept(tiny_bundle, monkeypatch):
     import susik.runtime.recognizer as runtime
 
-    rng = np.random.default_rng(5)
-    crops = [draw_crop(random_text(rng), scale=0.6 + 0.2 * (i % 3), thickness=1 + i % 2) for i in range(10)]
+    rng = np.random.default_rng(6)
+    crops = [draw_crop(random_text(rng), scale=0.6 + 0.2 * (i % 3), thickness=1 + i % 3) for i in range(12)]
     recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
     plain = recognizer.hypotheses(crops)
     confidence = recognizer._confidence
     below = float(np.median([confidence(h) for h in plain]))
-    # Decoded as the second look decodes them, unsure crops only: the int8 decoder's activation scales are
-    # the batch's, so another batch could read a crop a little differently.
-    unsure = {i: preprocess_thickened(crops[i], recognizer.preprocess_config) for i, h in enumerate(plain)
-              if confidence(h) < below}
-    thick = recognizer._decode_all(unsure, None)
+    shares = [stroke_core_share(preprocess(crop, recognizer.preprocess_config)) for crop in crops]
+    thin = float(np.median(shares))
+    unsure = [i for i, h in enumerate(plain) if confidence(h) < below]
+    looked = [i for i in unsure if shares[i] < thin]
+    assert 0 < len(looked) < len(unsure)  # the stroke gate keeps some unsure crops from a second look
+    # Decoded as the second look decodes them: the int8 decoder's activation scales are the batch's, so
+    # another batch could read a crop a little differently.
+    thick = recognizer._decode_all(
+        {i: preprocess_thickened(crops[i], recognizer.preprocess_config) for i in looked}, None)
     looked_again: list[int] = []
     counting = runtime.preprocess_thickened
     monkeypatch.setattr(runtime, "preprocess_thickened", lambda image, config: (
         looked_again.append(1), counting(image, config))[1])
-    recognizer.thicken_unsure(below)
+    recognizer.decode = recognizer.decode.model_copy(update={"thicken_below": below, "thin_core_share": thin})
     both = recognizer.hypotheses(crops)
-    assert len(looked_again) == len(unsure) > 0  # only the unsure look again
+    assert len(looked_again) == len(looked)
     for index, (first, chosen) in enumerate(zip(plain, both)):
         second = thick.get(index)
         assert chosen == (second if second and confidence(second) > confidence(first) else first), index
@@ -480,6 +485,19 @@ def test_unsure_readings_are_read_again_thickened_and_the_surer_reading_kept(tin
     recognizer.thicken_unsure(0.0)
     looked_again.clear()
     assert recognizer.hypotheses(crops) == plain and not looked_again
+
+
+def test_stroke_core_share_tells_thin_strokes_from_thick_ones():
+    canvas = np.zeros((32, 64), np.float32)
+    thin, thick = canvas.copy(), canvas.copy()
+    thin[10:12, 5:60] = 1.0  # two pixels wide: no pixel has ink all around it
+    thick[10:16, 5:60] = 1.0
+    assert stroke_core_share(thin) == 0.0
+    assert stroke_core_share(thick) == pytest.approx((4 * 53) / (6 * 55))
+    assert stroke_core_share(canvas) == 0.0
+    edge = canvas.copy()
+    edge[:, :3] = 1.0  # a band three pixels wide along the border, which counts as paper:
+    assert stroke_core_share(edge) == 30 / 96  # only its middle column's inner rows have ink all around
 
 
 def test_bundle_record_describes_the_model(tiny_bundle):

@@ -92,6 +92,13 @@ def test_rescue_below_one_rereads_every_crop_with_beam_search(tiny_bundle, tmp_p
 
 
 def test_thicken_below_one_looks_at_every_crop_again(tiny_bundle, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "recognizer"  # the tiny bundle with the thin-stroke gate open: every crop counts as thin
+    shutil.copytree(tiny_bundle, bundle)
+    record = json.loads((bundle / "record.json").read_text())
+    record["decode"]["thin_core_share"] = 1.0
+    (bundle / "record.json").write_text(json.dumps(record))
     rng = np.random.default_rng(5)
     paths = []
     for index in range(10):
@@ -100,7 +107,7 @@ def test_thicken_below_one_looks_at_every_crop_again(tiny_bundle, tmp_path):
         cv2.imwrite(str(paths[-1]), crop)
 
     def read(*options: str) -> list[str]:
-        result = runner.invoke(app, ["recognize", *map(str, paths), "--json", "--model", str(tiny_bundle),
+        result = runner.invoke(app, ["recognize", *map(str, paths), "--json", "--model", str(bundle),
                                      "--threads", "1", *options])
         assert result.exit_code == 0, result.output
         return [json.loads(line)["latex"] for line in result.stdout.splitlines() if line.startswith("{")]

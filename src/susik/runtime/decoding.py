@@ -46,9 +46,13 @@ class DecodeConfig(BaseModel):
     )
     rescue_beam: int = Field(3, ge=2, le=16, description="beam width of a rescue")
     thicken_below: float = Field(
-        0.0, ge=0, le=1, description="readings (after any rescue) less confident than this are read again, the "
-        "same way, from the crop with its strokes thickened (preprocess_thickened); the more confident reading "
-        "is kept (0 = never). The browser reads the same record the same way"
+        0.0, ge=0, le=1, description="readings (after any rescue) of thin-stroked crops less confident than this "
+        "are read again, the same way, from the crop with its strokes thickened (preprocess_thickened); the more "
+        "confident reading is kept (0 = never). The browser reads the same record the same way"
+    )
+    thin_core_share: float = Field(
+        0.2, ge=0, le=1, description="a crop counts as thin-stroked when less than this share of its ink has a "
+        "core (preprocess.stroke_core_share): thickening helps thin tablet ink and can hurt print"
     )
     confidence: Confidence = Field(
         "geomean", description="per-token probabilities -> one score; geomean ranked errors best so far (see "

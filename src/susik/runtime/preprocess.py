@@ -184,6 +184,23 @@ def thicken(image: np.ndarray, radius: int) -> np.ndarray:
     return grown
 
 
+def stroke_core_share(prepared: np.ndarray) -> float:
+    """Share of a preprocessed crop's ink pixels (> 0.5) whose 3x3 neighbourhood is all ink (the border
+    counts as paper): near 0 for strokes two pixels wide or thinner (CROHME's tablet ink at the model's
+    height: median 0.002), about half for print (0.52) and for photographed pen (0.42). 0 without ink."""
+    ink = prepared > 0.5
+    total = int(ink.sum())
+    if total == 0:
+        return 0.0
+    padded = np.pad(ink, 1, constant_values=False)
+    height, width = ink.shape
+    core = ink.copy()
+    for dy in range(3):
+        for dx in range(3):
+            core &= padded[dy : dy + height, dx : dx + width]
+    return int(core.sum()) / total
+
+
 def halve(image: np.ndarray) -> np.ndarray:
     """The mean of each 2x2 block (even height and width), summed in one fixed order for the browser's sake."""
     quarter = np.float32(0.25)

@@ -36,6 +36,7 @@ from susik.runtime.preprocess import (
     pad_batch,
     preprocess,
     preprocess_thickened,
+    stroke_core_share,
 )
 from susik.runtime.sessions import session_options
 
@@ -118,9 +119,10 @@ class OnnxRecognizer:
             prepared[index] = preprocess(image, self.preprocess_config)
         for index, hypothesis in self._decode_all(prepared, beam).items():
             results[index] = hypothesis
-        below = self.decode.thicken_below
+        below, thin = self.decode.thicken_below, self.decode.thin_core_share
         unsure = {i: preprocess_thickened(images[i], self.preprocess_config) for i in prepared
-                  if self._confidence(results[i]) < below}  # type: ignore[arg-type]
+                  if self._confidence(results[i]) < below  # type: ignore[arg-type]
+                  and stroke_core_share(prepared[i]) < thin}
         for index, second in self._decode_all(unsure, beam).items():
             if self._confidence(second) > self._confidence(results[index]):  # type: ignore[arg-type]
                 results[index] = second

@@ -337,12 +337,31 @@ export function preprocessThickened(rgba, width, height, config) {
   return { data: halve(thicken(data, wide, double.height, 2), wide, double.height), width: wide / 2 };
 }
 
-// OnnxRecognizer.hypotheses' second look: a reading less confident than decode.thicken_below is read again
-// from the thickened crop (`read(true)`), and the surer of the two kept.
-export async function withSecondLook(read, decode) {
+// preprocess.stroke_core_share: the share of ink pixels (> 0.5) with ink all around them (the border is paper).
+export function strokeCoreShare(prepared, height) {
+  const { data, width } = prepared;
+  const ink = (y, x) => y >= 0 && y < height && x >= 0 && x < width && data[y * width + x] > 0.5;
+  let total = 0, core = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!ink(y, x)) continue;
+      total++;
+      let all = true;
+      for (let dy = -1; dy <= 1 && all; dy++) for (let dx = -1; dx <= 1 && all; dx++) all = ink(y + dy, x + dx);
+      core += all;
+    }
+  }
+  return total ? core / total : 0;
+}
+
+// OnnxRecognizer.hypotheses' second look: a thin-stroked crop (`coreShare` below decode.thin_core_share) whose
+// reading is less confident than decode.thicken_below is read again thickened (`read(true)`); the surer reading
+// is kept.
+export async function withSecondLook(read, decode, coreShare) {
   const first = await read(false);
   const sure = confidence(first, decode.confidence);
   if (!(decode.thicken_below > 0) || sure >= decode.thicken_below) return first;
+  if (!(coreShare < decode.thin_core_share)) return first;
   const second = await read(true);
   return confidence(second, decode.confidence) > sure ? second : first;
 }

@@ -124,7 +124,8 @@ function prepare(m, image) {
 async function recognize(m, image, prepared) {
   const thickened = () => core.preprocessThickened(image.data, image.width, image.height, m.manifest.preprocess);
   const hypothesis = prepared
-    ? await core.withSecondLook((thick) => decode(m, thick ? thickened() : prepared), m.manifest.decode)
+    ? await core.withSecondLook((thick) => decode(m, thick ? thickened() : prepared), m.manifest.decode,
+      core.strokeCoreShare(prepared, m.manifest.preprocess.height))
     : { tokens: [], probs: [], stop: "empty" };
   return {
     latex: core.detokenize(core.decodeIds(hypothesis.tokens, m.words)),
