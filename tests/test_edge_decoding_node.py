@@ -3,12 +3,10 @@ the Python it ports (susik.runtime.decoding), under Node, on a fake decoder whos
 tokens a row has read so far: both sides see the same float32 logits, so they must choose the same tokens."""
 
 import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from node_harness import NODE, node_runner
 
 from susik.runtime.decoding import (
     DecodeConfig,
@@ -19,8 +17,6 @@ from susik.runtime.decoding import (
     max_length,
 )
 
-WEB = Path(__file__).parents[1] / "src/susik/serve/web"
-NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js")
 PAD, BOS, EOS = 0, 1, 2
 VOCAB, TABLE_ROWS, MODULUS = 12, 97, 1_000_003
@@ -85,17 +81,7 @@ def _python(case: dict, table: np.ndarray) -> Hypothesis:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("decoding")
-    shutil.copy(WEB / "edge-core.js", folder / "edge-core.js")
-    (folder / "package.json").write_text('{"type": "module"}')
-    (folder / "harness.js").write_text(HARNESS)
-
-    def call(cases: list[dict]) -> list[dict]:
-        done = subprocess.run([NODE, "harness.js"], cwd=folder, input=json.dumps(cases), capture_output=True,
-                              text=True, timeout=120, check=True)
-        return json.loads(done.stdout)
-
-    return call
+    return node_runner(tmp_path_factory.mktemp("decoding"), ("edge-core.js",), HARNESS)
 
 
 def _cases(decode: dict, count: int, seed: int) -> tuple[list[dict], list[np.ndarray]]:

@@ -3,14 +3,11 @@ detector's input, its postprocessing, rectify and deskew, on generated images an
 labels taken off readings."""
 
 import base64
-import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from node_harness import NODE, node_runner
 from recognizer_helpers import draw_crop, random_text
 from shapely.geometry import Polygon
 
@@ -20,8 +17,6 @@ from susik.results import Quad
 from susik.runtime import detector
 from susik.runtime.orient import DeskewOrienter
 
-WEB = Path(__file__).parents[1] / "src/susik/serve/web"
-NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js")
 HARNESS = """
 import { readFileSync } from "node:fs";
@@ -55,18 +50,7 @@ process.stdout.write(JSON.stringify(cases.map((c) => run[c.op](c))));
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("edge")
-    for name in ("edge-core.js", "edge-page.js"):
-        shutil.copy(WEB / name, folder / name)
-    (folder / "package.json").write_text('{"type": "module"}')
-    (folder / "harness.js").write_text(HARNESS)
-
-    def call(cases: list[dict]) -> list:
-        done = subprocess.run([NODE, "harness.js"], cwd=folder, input=json.dumps(cases), capture_output=True,
-                              text=True, timeout=120, check=True)
-        return json.loads(done.stdout)
-
-    return call
+    return node_runner(tmp_path_factory.mktemp("edge"), ("edge-core.js", "edge-page.js"), HARNESS)
 
 
 def rgba_case(op: str, bgr: np.ndarray, **fields) -> dict:

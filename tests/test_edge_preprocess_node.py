@@ -2,20 +2,15 @@
 model input and the thickened second look, bit for bit, and the rule that keeps the surer of two readings."""
 
 import base64
-import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from node_harness import NODE, node_runner
 from recognizer_helpers import draw_crop, random_text
 
 from susik.runtime.preprocess import PreprocessConfig, preprocess, preprocess_thickened, stroke_core_share
 
-WEB = Path(__file__).parents[1] / "src/susik/serve/web"
-NODE = shutil.which("node")
 pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js")
 HARNESS = """
 import { readFileSync } from "node:fs";
@@ -43,17 +38,7 @@ CONFIG = PreprocessConfig(height=32, max_width=256, width_multiple=8)
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("edge")
-    shutil.copy(WEB / "edge-core.js", folder / "edge-core.js")
-    (folder / "package.json").write_text('{"type": "module"}')
-    (folder / "harness.js").write_text(HARNESS)
-
-    def call(cases: list[dict]) -> list:
-        done = subprocess.run([NODE, "harness.js"], cwd=folder, input=json.dumps(cases), capture_output=True,
-                              text=True, timeout=120, check=True)
-        return json.loads(done.stdout)
-
-    return call
+    return node_runner(tmp_path_factory.mktemp("edge"), ("edge-core.js",), HARNESS)
 
 
 def _crops() -> list[np.ndarray]:

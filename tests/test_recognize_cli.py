@@ -72,6 +72,14 @@ def test_recognize_prints_a_table_without_json(tiny_bundle, tmp_path):
     assert "crop.png" in result.stdout and "confidence" in result.stdout
 
 
+def _read(paths: list[Path], model: Path, *options: str) -> list[str]:
+    """`susik recognize --json` of `paths`: the LaTeX of each."""
+    result = runner.invoke(app, ["recognize", *map(str, paths), "--json", "--model", str(model), "--threads", "1",
+                                 *options])
+    assert result.exit_code == 0, result.output
+    return [json.loads(line)["latex"] for line in result.stdout.splitlines() if line.startswith("{")]
+
+
 def test_rescue_below_one_rereads_every_crop_with_beam_search(tiny_bundle, tmp_path):
     rng = np.random.default_rng(4)
     paths = []
@@ -79,16 +87,10 @@ def test_rescue_below_one_rereads_every_crop_with_beam_search(tiny_bundle, tmp_p
         paths.append(tmp_path / f"{index}.png")
         cv2.imwrite(str(paths[-1]), draw_crop(random_text(rng)))
 
-    def read(*options: str) -> list[str]:
-        result = runner.invoke(app, ["recognize", *map(str, paths), "--json", "--model", str(tiny_bundle),
-                                     "--threads", "1", *options])
-        assert result.exit_code == 0, result.output
-        return [json.loads(line)["latex"] for line in result.stdout.splitlines() if line.startswith("{")]
-
-    greedy, beamed = read(), read("--beam", "3")
+    greedy, beamed = _read(paths, tiny_bundle), _read(paths, tiny_bundle, "--beam", "3")
     assert greedy != beamed  # the tiny model's beam reads some crops otherwise: the check has teeth
-    assert read("--rescue-below", "1") == beamed  # no greedy reading is fully sure: all are read again
-    assert read("--rescue-below", "0") == greedy
+    assert _read(paths, tiny_bundle, "--rescue-below", "1") == beamed  # no reading is fully sure: all re-read
+    assert _read(paths, tiny_bundle, "--rescue-below", "0") == greedy
 
 
 def test_thicken_below_one_looks_at_every_crop_again(tiny_bundle, tmp_path):
@@ -106,13 +108,7 @@ def test_thicken_below_one_looks_at_every_crop_again(tiny_bundle, tmp_path):
         crop = draw_crop(random_text(rng), scale=0.6 + 0.2 * (index % 3), thickness=1 + index % 2)
         cv2.imwrite(str(paths[-1]), crop)
 
-    def read(*options: str) -> list[str]:
-        result = runner.invoke(app, ["recognize", *map(str, paths), "--json", "--model", str(bundle),
-                                     "--threads", "1", *options])
-        assert result.exit_code == 0, result.output
-        return [json.loads(line)["latex"] for line in result.stdout.splitlines() if line.startswith("{")]
-
-    plain, thickened = read(), read("--thicken-below", "1")
+    plain, thickened = _read(paths, bundle), _read(paths, bundle, "--thicken-below", "1")
     assert len(thickened) == len(plain) == 10 and thickened != plain  # the surer, thickened reading won some
 
 
