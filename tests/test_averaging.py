@@ -102,3 +102,26 @@ def test_cli_gives_a_clear_error_for_a_file_that_is_no_checkpoint(tmp_path: Path
     assert not out.exists()
     result = CliRunner().invoke(app, ["train", "average", str(good), str(tmp_path / "gone.pt"), "--out", str(out)])
     assert result.exit_code == 1 and "cannot read a checkpoint" in result.output
+
+
+def test_an_exported_average_names_every_checkpoint_in_it_down_to_the_runs(tmp_path: Path) -> None:
+    import numpy as np
+    from recognizer_helpers import draw_crop, random_text
+
+    from susik.models.registry import load_record
+    from susik.runtime.export import export_recognizer
+
+    inner = average_checkpoints([_checkpoint(0, "a"), _checkpoint(1, "b")], [1, 1], ["a.pt", "b.pt"])
+    inner["command"] = "susik train average a.pt b.pt --out inner.pt"
+    outer = average_checkpoints([inner, _checkpoint(2, "c")], [2, 1], ["inner.pt", "c.pt"])
+    outer["command"] = "susik train average inner.pt c.pt --out outer.pt --weight 2 --weight 1"
+    assert [a["checkpoint"] for a in outer["averaged_from"][0]["averaged_from"]] == ["a.pt", "b.pt"]
+    rng = np.random.default_rng(0)
+    calibration = [draw_crop(random_text(rng)) for _ in range(8)]
+    export_recognizer(outer, tmp_path, calibration)
+    record = load_record(tmp_path / "recognizer")
+    assert [a["checkpoint"] for a in record.training.averaged_from] == ["inner.pt", "c.pt"]
+    card = (tmp_path / "recognizer" / "MODEL_CARD.md").read_text()
+    assert "- A weight average of:" in card
+    assert "0.333333 x `c.pt` (step 300): `susik train recognizer --seed 2`" in card
+    assert "    - 0.5 x `b.pt` (step 200): `susik train recognizer --seed 1`" in card  # nested one level deeper

@@ -76,7 +76,8 @@ def average_checkpoints(checkpoints: Sequence[Mapping[str, Any]], weights: Seque
         "model": model, "sources": list(sources.values()), "data_versions": versions, "best_metric": None,
         "averaged_from": [
             {"checkpoint": name, "weight": round(weight / total, 6), "step": checkpoint.get("step"),
-             "best_metric": checkpoint.get("best_metric"), "command": checkpoint.get("command", "")}
+             "best_metric": checkpoint.get("best_metric"), "command": checkpoint.get("command", ""),
+             **({"averaged_from": checkpoint["averaged_from"]} if checkpoint.get("averaged_from") else {})}
             for name, weight, checkpoint in zip(names, weights, checkpoints)
         ],
     })

@@ -46,6 +46,10 @@ class TrainingInfo(BaseModel):
     best_metric: float | None = Field(description="validation exp_rate of the exported checkpoint")
     data_versions: dict[str, str] = Field(default_factory=dict, description="manifest -> dataset digest")
     sources: list[dict[str, str]] = Field(default_factory=list, description="training sources and licences")
+    averaged_from: list[dict[str, Any]] = Field(
+        default_factory=list, description="for a weight average (`susik train average`): each checkpoint averaged, "
+        "its weight, step and the command that trained it"
+    )
 
 
 class ModelRecord(BaseModel):
@@ -150,6 +154,18 @@ def _decoding(decode: DecodeConfig) -> str:
     return search
 
 
+def _averaged_lines(averaged_from: list[dict[str, Any]], indent: str) -> list[str]:
+    """The inputs of a weight average, each with the command that trained it (and its own inputs, nested)."""
+    if not averaged_from:
+        return []
+    lines = [f"{indent[2:]}- A weight average of:"]
+    for entry in averaged_from:
+        lines.append(f"{indent}- {entry.get('weight')} x `{entry.get('checkpoint')}` (step {entry.get('step')}): "
+                     f"`{entry.get('command', '')}`")
+        lines += _averaged_lines(entry.get("averaged_from", []), indent + "  ")
+    return lines
+
+
 def model_card(record: ModelRecord) -> str:
     """MODEL_CARD.md text, generated from the record so the two cannot disagree."""
     size_mb = sum(entry.bytes for entry in record.files.values() if entry.path.endswith(".onnx")) / 1e6
@@ -181,6 +197,7 @@ def model_card(record: ModelRecord) -> str:
         f"- Command: `{record.training.command}`",
         f"- Step {record.training.step}; validation exp_rate {record.training.best_metric}.",
     ]
+    lines += _averaged_lines(record.training.averaged_from, "  ")
     if record.training.data_versions:
         lines += ["- Data versions:"]
         lines += [f"  - `{m}`: `{v}`" for m, v in record.training.data_versions.items()]

@@ -301,7 +301,7 @@ def export_recognizer(
         training=TrainingInfo(
             command=checkpoint.get("command", ""), config=train_config, step=checkpoint["step"],
             best_metric=checkpoint.get("best_metric"), data_versions=checkpoint.get("data_versions", {}),
-            sources=list(checkpoint.get("sources", [])),
+            sources=list(checkpoint.get("sources", [])), averaged_from=list(checkpoint.get("averaged_from", [])),
         ),
         metrics={"export_check": {**report.as_dict(), "n": min(32, len(calibration))}},
     )
