@@ -149,8 +149,9 @@ def _decoding(decode: DecodeConfig) -> str:
     else:
         search = "greedy decoding (beam optional)"
     if decode.thicken_below > 0:
-        search += (f"; readings then still less confident than {decode.thicken_below} read again from the crop "
-                   "with thickened strokes, the surer reading kept")
+        search += (f"; readings then still less confident than {decode.thicken_below} of thin-stroked crops "
+                   f"(stroke core share below {decode.thin_core_share}) read again from the crop with thickened "
+                   "strokes, the surer reading kept")
     return search
 
 
