@@ -99,7 +99,8 @@ class OnnxRecognizer:
         self.decode = with_rescue(self.decode, below)
 
     def thicken_unsure(self, below: float) -> None:
-        """From now on, readings less confident than `below` are read again with thickened strokes (0: never)."""
+        """From now on, readings of thin-stroked crops less confident than `below` are read again with thickened
+        strokes (0: never; `decode.thin_core_share` says what counts as thin)."""
         self.decode = with_rescue(self.decode, thicken_below=below)
 
     def __call__(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Recognition]:
