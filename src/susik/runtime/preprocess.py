@@ -164,11 +164,15 @@ def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPR
 
 def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
     """One crop (gray or BGR uint8) -> float32 (height, width) with paper 0 and ink 1."""
+    return resize_to_height(_ink(image, config), config)
+
+
+def _ink(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """The crop as float (paper 0, ink 1), cut to its ink, at its own resolution."""
     gray = to_gray(image)
     if min(gray.shape) < 1:
         raise CropError(f"image has no pixels: {gray.shape}")
-    cropped = crop_to_ink(dark_ink(gray), config)
-    return resize_to_height(normalise(cropped, config), config)
+    return normalise(crop_to_ink(dark_ink(gray), config), config)
 
 
 def thicken(image: np.ndarray, radius: int) -> np.ndarray:
@@ -212,12 +216,8 @@ def preprocess_thickened(image: np.ndarray, config: PreprocessConfig = DEFAULT_P
     the height, grown by two pixels, averaged back down. The second look of `DecodeConfig.thicken_below`: thin
     pen strokes (CROHME's tablet ink) read better thickened (CROHME 2013 greedy 34.6% -> 36.7% with it;
     growing by half a pixel or by one and a half gave 35.5% and 35.9%)."""
-    gray = to_gray(image)
-    if min(gray.shape) < 1:
-        raise CropError(f"image has no pixels: {gray.shape}")
     double = config.model_copy(update={"height": 2 * config.height, "max_width": 2 * config.max_width})
-    large = resize_to_height(normalise(crop_to_ink(dark_ink(gray), config), config), double)
-    large = large.astype(np.float32, copy=False)
+    large = resize_to_height(_ink(image, config), double).astype(np.float32, copy=False)
     if large.shape[1] % 2:  # an odd width: one more column of paper, so that the halves pair up
         large = np.pad(large, ((0, 0), (0, 1)), constant_values=0.0)
     return halve(thicken(large, radius=2))

@@ -285,8 +285,14 @@ function resizeToHeight(image, width, height, config) {
 export function preprocess(rgba, width, height, config) {
   const gray = view(toGray(rgba, width, height), width, height);
   checkCrop(gray, config);
+  const ink = croppedInk(gray, config);
+  return resizeToHeight(ink.data, ink.width, ink.height, config);
+}
+
+// preprocess._ink: float32 (paper 0, ink 1), cut to the ink, at the crop's own resolution.
+function croppedInk(gray, config) {
   const cropped = cropToInk(darkInk(gray), config);
-  return resizeToHeight(normalise(cropped, config), cropped.width, cropped.height, config);
+  return { data: normalise(cropped, config), width: cropped.width, height: cropped.height };
 }
 
 // preprocess.thicken: ink grown by `radius` pixels in all eight directions, the border adding paper (0).
@@ -324,10 +330,9 @@ export function halve(data, width, height) {
 
 // preprocess.preprocess_thickened: the crop read at twice the height, its ink grown by two pixels, halved.
 export function preprocessThickened(rgba, width, height, config) {
-  const gray = view(toGray(rgba, width, height), width, height);
-  const cropped = cropToInk(darkInk(gray), config);
+  const ink = croppedInk(view(toGray(rgba, width, height), width, height), config);
   const double = { ...config, height: 2 * config.height, max_width: 2 * config.max_width };
-  const large = resizeToHeight(normalise(cropped, config), cropped.width, cropped.height, double);
+  const large = resizeToHeight(ink.data, ink.width, ink.height, double);
   let [data, wide] = [large.data, large.width];
   if (wide % 2) { // an odd width: one more column of paper
     const even = new Float32Array((wide + 1) * double.height);
