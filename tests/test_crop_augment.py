@@ -94,6 +94,42 @@ def test_pen_preset_redraws_typeset_ink_with_thinner_lines():
     assert 0 < ink_share < (crop > 0.5).mean()  # twice the size, yet less of it is ink: thin strokes
 
 
+def test_one_pixel_pen_draws_hairlines_at_full_ink():
+    thick = np.zeros((24, 80), np.float32)
+    thick[8:16, 5:75] = 1.0
+    line = ca.pen_strokes(thick, 48, pen_px=1)
+    assert line.shape == (48, 160) and 0 <= line.min() <= line.max() <= 1
+    columns = line[:, 40:120]
+    assert ((columns > 0.5).sum(axis=0) == 1).all()  # one pixel of ink across the stroke...
+    assert columns.max(axis=0).min() > 0.95  # ...dark at its centre: a hairline, not a faint smear
+    with pytest.raises(ValueError, match="pen_px"):
+        ca.pen_strokes(thick, 48, pen_px=2)
+
+
+def test_tablet_preset_makes_strokes_as_thin_as_a_tablets_at_the_models_height():
+    """CROHME 2013's ink at 64 px has almost no pixel with ink all around it; the handwritten preset's does."""
+    from susik.runtime.preprocess import preprocess, stroke_core_share
+
+    page = _crop("x+2=5", height=96)  # putText strokes of 4 px: as thick as the glyph-composed crops
+    rows = np.flatnonzero((page < 128).any(axis=1))
+    crop = page[rows[0] - 4 : rows[-1] + 5]  # cut to the ink, as the training crops are
+    shares = {name: np.median([stroke_core_share(preprocess(ca.augment_crop(crop, np.random.default_rng(seed),
+                                                                           ca.PRESETS[name]).image))
+                               for seed in range(12)])
+              for name in ("handwritten", "tablet")}
+    assert shares["tablet"] < 0.1 < shares["handwritten"]
+
+
+def test_thin_step_draws_nothing_unless_enabled_and_pen_comes_first():
+    crop = _crop()
+    plain = ca.augment_crop(crop, np.random.default_rng(5), ca.HANDWRITTEN)
+    explicit = ca.augment_crop(crop, np.random.default_rng(5), ca.HANDWRITTEN.model_copy(update={"thin": 0.0}))
+    assert np.array_equal(plain.image, explicit.image)
+    both = ca.AugmentConfig(untouched=0, compose_on_paper=1, pen=1, thin=1, pen_height=(80, 80), thin_height=(40, 40),
+                            padding=(0, 0), skew=0, perspective=0, stroke=0)
+    assert ca.augment_crop(crop, np.random.default_rng(0), both).image.shape[0] == 80  # drawn by the pen
+
+
 def test_writer_steps_draw_nothing_when_disabled():
     """Presets without them (printed) keep the random stream, so earlier training runs stay reproducible."""
     crop = _crop()
@@ -204,7 +240,7 @@ def test_rejects_what_is_not_a_grey_crop():
 
 @pytest.mark.parametrize("bad", [{"padding": (0.3, 0.1)}, {"stretch_range": (1.2, 0.8)}, {"stretch_range": (0, 1)},
                                  {"jpeg_quality": (90, 20)}, {"jpeg_quality": (0, 50)},
-                                 {"pen_height": (4, 6)}, {"pen_height": (120, 80)},
+                                 {"pen_height": (4, 6)}, {"pen_height": (120, 80)}, {"thin_height": (90, 60)},
                                  {"blur": 1.5}, {"unknown": 1}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):

@@ -33,6 +33,8 @@ class AugmentConfig(BaseModel):
     untouched: float = Field(0.05, ge=0, le=1, description="leave the crop as it is (screenshots, scans)")
     pen: float = Field(0.0, ge=0, le=1, description="given paper: redraw typeset ink as thin pen strokes")
     pen_height: tuple[int, int] = Field((80, 120), description="crop height the pen strokes are drawn at, px")
+    thin: float = Field(0.0, ge=0, le=1, description="given paper, no pen: redraw the ink as one-pixel lines")
+    thin_height: tuple[int, int] = Field((56, 112), description="crop height the one-pixel lines are drawn at, px")
     compose_on_paper: float = Field(0.9, ge=0, le=1, description="lift the ink and lay it on a paper texture")
     ruled: float = Field(0.35, ge=0, le=1, description="given paper: ruled or grid lines behind the formula")
     ink_blue: float = Field(0.3, ge=0, le=1, description="given paper: blue ballpoint instead of black")
@@ -73,9 +75,10 @@ class AugmentConfig(BaseModel):
         low, high = self.stretch_range
         if not 0 < low <= high:
             raise ValueError(f"stretch_range must be 0 < min <= max, got {self.stretch_range}")
-        low, high = self.pen_height
-        if not 8 <= low <= high:
-            raise ValueError(f"pen_height must be 8 <= min <= max, got {self.pen_height}")
+        for name in ("pen_height", "thin_height"):
+            low, high = getattr(self, name)
+            if not 8 <= low <= high:
+                raise ValueError(f"{name} must be 8 <= min <= max, got {(low, high)}")
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
             raise ValueError(f"jpeg_quality must be 1 <= min <= max <= 100, got {self.jpeg_quality}")
@@ -105,7 +108,19 @@ PHOTO = AugmentConfig(
     max_blur_sigma=0.8, resolution=0.2, min_scale=0.6, noise=0.3, max_noise_sigma=4.0, low_light=0.05,
     jpeg=0.3, jpeg_quality=(50, 95),
 )
-PRESETS: dict[str, AugmentConfig] = {"printed": PRINTED, "handwritten": HANDWRITTEN, "pen": PEN, "photo": PHOTO}
+# A tablet's ink, CROHME's look: strokes one or two pixels wide at the model's height, on white or paper, seldom
+# blurred. The handwriting presets thicken ink (at 64 px, the share of ink pixels with ink all around them:
+# CROHME 2013 median 0.002; CROHME train through HANDWRITTEN 0.14, glyph-composed crops 0.37), and the model
+# read thin ink worse than the same ink thickened (the second look of `DecodeConfig.thicken_below`).
+TABLET = HANDWRITTEN.model_copy(update={
+    "untouched": 0.0, "compose_on_paper": 1.0, "thin": 1.0, "stroke": 0.0, "ruled": 0.2, "ink_pencil": 0.05,
+    "lighting": 0.3, "shadow": 0.05, "highlighter": 0.0, "blur": 0.1, "max_blur_sigma": 0.7, "resolution": 0.1,
+    "min_scale": 0.7, "noise": 0.3, "max_noise_sigma": 4.0, "low_light": 0.05, "jpeg": 0.2,
+    "jpeg_quality": (60, 95),
+})
+PRESETS: dict[str, AugmentConfig] = {
+    "printed": PRINTED, "handwritten": HANDWRITTEN, "pen": PEN, "photo": PHOTO, "tablet": TABLET,
+}
 
 
 @dataclass(frozen=True)
@@ -167,15 +182,20 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
             return image[1:-1, 1:-1].astype(bool)
 
 
-def pen_strokes(alpha: np.ndarray, height: int) -> np.ndarray:
-    """Typeset ink redrawn as a pen would: scaled to `height`, thinned to centre lines, drawn 3 px wide.
+def pen_strokes(alpha: np.ndarray, height: int, pen_px: int = 3) -> np.ndarray:
+    """Ink redrawn as a pen would: scaled to `height`, thinned to centre lines, drawn `pen_px` (3 or 1) wide.
 
-    Turns the stroke contrast and serifs of a font into the even line of a ballpoint (CROHME's look); the
-    writer steps after it (slant, width, wobble) then vary the glyph shapes.
+    Turns the stroke contrast and serifs of a font into the even line of a ballpoint; with `pen_px` 1 at about
+    the model's height, any ink into a tablet's hairline (CROHME's look). The writer steps after it (slant,
+    width, wobble) then vary the glyph shapes.
     """
+    if pen_px not in (1, 3):
+        raise ValueError(f"pen_px must be 1 or 3, got {pen_px}")
     scale = height / alpha.shape[0]
     size = (max(2, round(alpha.shape[1] * scale)), height)
     lines = skeleton(cv2.resize(alpha, size, interpolation=cv2.INTER_CUBIC) > 0.5).astype(np.float32)
+    if pen_px == 1:  # softened edges, the line's centre kept at full ink (1 / 0.79, the kernel's middle weight)
+        return np.clip(cv2.GaussianBlur(lines, (3, 3), 0.5) * 1.27, 0.0, 1.0)
     pen = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
     return np.clip(cv2.GaussianBlur(pen, (3, 3), 0.8) * 1.5, 0.0, 1.0)
 
@@ -369,6 +389,8 @@ def augment_crop(gray: np.ndarray, rng: np.random.Generator, config: AugmentConf
 
     if on_paper and config.pen and rng.random() < config.pen:
         image = pen_strokes(image, int(rng.integers(config.pen_height[0], config.pen_height[1] + 1)))
+    elif on_paper and config.thin and rng.random() < config.thin:
+        image = pen_strokes(image, int(rng.integers(config.thin_height[0], config.thin_height[1] + 1)), pen_px=1)
     if on_paper and rng.random() < config.stroke and config.max_stroke_px > 0:
         radius = int(rng.integers(1, config.max_stroke_px + 1))
         image = stroke_width(image, radius if rng.random() < 0.5 else -radius)

@@ -140,7 +140,7 @@ class StreamSource(BaseModel):
 
     manifest: Path
     weight: float = Field(gt=0, description="share of the stream, relative to the other sources' weights")
-    augment: Literal["printed", "handwritten", "pen", "photo", "none"] | AugmentConfig = Field(
+    augment: Literal["printed", "handwritten", "pen", "photo", "tablet", "none"] | AugmentConfig = Field(
         "printed", description="a preset of susik.data.crop_augment, 'none', or a full AugmentConfig"
     )
 
