@@ -170,6 +170,8 @@ def main(
     rescue_beam: Annotated[int | None, typer.Option(help="override the record's decode.rescue_beam")] = None,
     thicken_below: Annotated[float | None, typer.Option(
         help="override the record's decode.thicken_below (0: no second look with thickened strokes)")] = None,
+    widen_below: Annotated[float | None, typer.Option(
+        help="override the record's decode.widen_below (0: no second look stretched sideways)")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the figures to this JSON file")] = None,
 ) -> None:
     found = OnnxDetector.load(detector, threads)
@@ -186,7 +188,7 @@ def main(
 
         try:
             reader = OnnxRecognizer.load(recognizer, threads)
-            reader.decode = with_rescue(reader.decode, rescue_below, rescue_beam, thicken_below)
+            reader.decode = with_rescue(reader.decode, rescue_below, rescue_beam, thicken_below, widen_below)
             report["decode"] = reader.decode.model_dump()
             pipeline = Pipeline(found, reader, DeskewOrienter())
         except ModelNotFoundError as error:

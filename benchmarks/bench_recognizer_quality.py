@@ -149,6 +149,9 @@ def main(
     rescue_beam: int | None = typer.Option(None, help="override the record's decode.rescue_beam"),
     thicken_below: float | None = typer.Option(
         None, help="override the record's decode.thicken_below (0: no second look with thickened strokes)"),
+    widen_below: float | None = typer.Option(
+        None, help="override the record's decode.widen_below (0: no second look stretched sideways)"),
+    widen_factors: str | None = typer.Option(None, help="override the record's decode.widen_factors: 1.15,1.3"),
     out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
 ) -> None:
     available = _sets(data, synthetic_val, hme_heldout, page_regions)
@@ -174,7 +177,10 @@ def main(
         began = time.perf_counter()
         try:
             recognizer = OnnxRecognizer.load(model, threads=threads)
-            recognizer.decode = with_rescue(recognizer.decode, rescue_below, rescue_beam, thicken_below)
+            recognizer.decode = with_rescue(recognizer.decode, rescue_below, rescue_beam, thicken_below, widen_below)
+            if widen_factors:
+                factors = tuple(float(factor) for factor in widen_factors.split(","))
+                recognizer.decode = recognizer.decode.model_copy(update={"widen_factors": factors})
         except ModelNotFoundError as exc:
             console.print(f"error: {exc}")
             raise typer.Exit(1) from None

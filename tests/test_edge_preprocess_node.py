@@ -1,5 +1,5 @@
 """The browser's crop preprocessing (serve/web/edge-core.js) against susik.runtime.preprocess, under Node: the
-model input and the thickened second look, bit for bit, and the rule that keeps the surer of two readings."""
+model input, the thickened and the widened looks, bit for bit, and the rule that keeps the surest reading."""
 
 import base64
 
@@ -19,13 +19,18 @@ const encode = (array) => Buffer.from(array.buffer, array.byteOffset, array.byte
 const run = {
   input: (c) => {
     const rgba = Uint8ClampedArray.from(Buffer.from(c.rgba, "base64"));
-    const view = c.thick ? core.preprocessThickened : core.preprocess;
-    const r = view(rgba, c.width, c.height, c.config);
+    const r = c.look === "thick" ? core.preprocessThickened(rgba, c.width, c.height, c.config)
+      : core.preprocess(rgba, c.width, c.height, c.config, c.look ?? undefined);
     return { data: encode(r.data), width: r.width, core: core.strokeCoreShare(r, c.config.height) };
   },
   look: async (c) => {
-    const read = async (thick) => (thick ? c.second : c.first);
-    return (await core.withSecondLook(read, c.decode, c.core)) === c.second ? "second" : "first";
+    const asked = [];
+    const read = async (look) => {
+      asked.push(look);
+      return look === null ? c.first : c.looks[String(look)];
+    };
+    const kept = await core.withSecondLook(read, c.decode, c.core);
+    return { kept: kept === c.first ? "first" : Object.keys(c.looks).find((k) => c.looks[k] === kept), asked };
   },
 };
 const cases = JSON.parse(readFileSync(0, "utf8"));
@@ -55,40 +60,59 @@ def _crops() -> list[np.ndarray]:
     return [image.astype(np.uint8) for image in images]
 
 
-def _case(image: np.ndarray, thick: bool) -> dict:
+def _case(image: np.ndarray, look: str | float | None) -> dict:
     bgr = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     rgba = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGBA)
-    return {"op": "input", "thick": thick, "rgba": base64.b64encode(rgba.tobytes()).decode(),
+    return {"op": "input", "look": look, "rgba": base64.b64encode(rgba.tobytes()).decode(),
             "width": bgr.shape[1], "height": bgr.shape[0], "config": CONFIG.model_dump()}
 
 
-@pytest.mark.parametrize("thick", [False, True], ids=["plain", "thickened"])
-def test_the_browsers_model_input_is_the_servers_to_the_bit(node, thick):
+@pytest.mark.parametrize("look", [None, "thick", 1.15, 1.3, 0.85], ids=["plain", "thickened", "w1.15", "w1.3", "w0.85"])
+def test_the_browsers_model_input_is_the_servers_to_the_bit(node, look):
     images = _crops()
-    view = preprocess_thickened if thick else preprocess
-    answers = node([_case(image, thick) for image in images])
+    answers = node([_case(image, look) for image in images])
     for image, answer in zip(images, answers):
-        expected = view(image, CONFIG)
+        if look == "thick":
+            expected = preprocess_thickened(image, CONFIG)
+        else:
+            expected = preprocess(image, CONFIG, 1.0 if look is None else look)
         got = np.frombuffer(base64.b64decode(answer["data"]), np.float32).reshape(CONFIG.height, answer["width"])
         assert got.shape == expected.shape
         assert np.array_equal(got, expected), float(np.abs(got - expected).max())
         assert answer["core"] == stroke_core_share(expected)
 
 
-def test_the_second_look_keeps_the_surer_reading_only_when_the_first_was_unsure(node):
-    def reading(*probs: float) -> dict:
-        return {"tokens": list(range(len(probs))), "probs": list(probs), "stop": "eos"}
+def _reading(*probs: float) -> dict:
+    return {"tokens": list(range(len(probs))), "probs": list(probs), "stop": "eos"}
 
-    unsure, surer, surest = reading(0.5, 0.6), reading(0.7, 0.7), reading(0.99, 0.99)
-    decode = {"thicken_below": 0.9, "thin_core_share": 0.2, "confidence": "geomean"}
+
+def test_the_second_look_keeps_the_surer_reading_only_when_the_first_was_unsure(node):
+    unsure, surer, surest = _reading(0.5, 0.6), _reading(0.7, 0.7), _reading(0.99, 0.99)
+    decode = {"thicken_below": 0.9, "thin_core_share": 0.2, "confidence": "geomean", "widen_below": 0}
     thin, thick = 0.1, 0.3
     cases = [
-        (unsure, surer, decode, thin, "second"),  # unsure and thin, and the second look is surer
+        (unsure, surer, decode, thin, "thick"),  # unsure and thin, and the second look is surer
         (surer, unsure, decode, thin, "first"),  # unsure, but the second look is worse
         (unsure, surer, decode, thick, "first"),  # unsure, but its strokes are not thin
         (surest, surest | {"tokens": [9]}, decode, thin, "first"),  # sure enough: no second look
         (unsure, surer, decode | {"thicken_below": 0}, thin, "first"),  # off
         (unsure, surer | {"stop": "length"}, decode, thin, "first"),  # a runaway second look has confidence 0
     ]
-    answers = node([{"op": "look", "first": a, "second": b, "decode": d, "core": c} for a, b, d, c, _ in cases])
-    assert answers == [want for *_, want in cases]
+    answers = node([{"op": "look", "first": a, "looks": {"thick": b}, "decode": d, "core": c}
+                    for a, b, d, c, _ in cases])
+    assert [answer["kept"] for answer in answers] == [want for *_, want in cases]
+
+
+def test_widened_looks_go_on_while_unsure_and_keep_the_surest(node):
+    """As OnnxRecognizer.hypotheses: each factor in turn, each gated on the surest reading so far."""
+    unsure, surer, surest = _reading(0.5, 0.6), _reading(0.7, 0.7), _reading(0.99, 0.99)
+    decode = {"thicken_below": 0.9, "thin_core_share": 0.2, "confidence": "geomean", "widen_below": 0.9,
+              "widen_factors": [1.15, 1.3]}
+    cases = [  # first, {look: reading}, strokes' core share, wanted (kept, looks asked for)
+        (unsure, {"1.15": surer, "1.3": unsure}, 0.3, ("1.15", [None, 1.15, 1.3])),
+        (unsure, {"1.15": surest, "1.3": surer}, 0.3, ("1.15", [None, 1.15])),  # sure after 1.15: stop
+        (unsure, {"thick": surer, "1.15": unsure, "1.3": surest}, 0.1, ("1.3", [None, "thick", 1.15, 1.3])),
+        (surest, {"1.15": surest}, 0.3, ("first", [None])),
+    ]
+    answers = node([{"op": "look", "first": a, "looks": b, "decode": decode, "core": c} for a, b, c, _ in cases])
+    assert [(answer["kept"], answer["asked"]) for answer in answers] == [(k, list(a)) for *_, (k, a) in cases]

@@ -487,6 +487,49 @@ def test_unsure_thin_readings_are_read_again_thickened_and_the_surer_reading_kep
     assert recognizer.hypotheses(crops) == plain and not looked_again
 
 
+def test_unsure_readings_are_read_again_widened_factor_by_factor_and_the_surest_kept(tiny_bundle):
+    rng = np.random.default_rng(7)
+    crops = [draw_crop(random_text(rng), scale=0.6 + 0.2 * (i % 3), thickness=1 + i % 3) for i in range(12)]
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
+    confidence = recognizer._confidence
+    plain = recognizer.hypotheses(crops)
+    below = float(np.median([confidence(h) for h in plain]))
+    config = recognizer.preprocess_config
+    # What the looks should do, spelled out: each factor in turn, for the crops still unsure after the last.
+    expected = list(plain)
+    for factor in (1.2, 1.5):
+        unsure = [i for i, h in enumerate(expected) if confidence(h) < below]
+        wide = recognizer._decode_all({i: preprocess(crops[i], config, factor) for i in unsure}, None)
+        for index, other in wide.items():
+            if confidence(other) > confidence(expected[index]):
+                expected[index] = other
+    recognizer.decode = recognizer.decode.model_copy(update={"widen_factors": (1.2, 1.5)})
+    recognizer.widen_unsure(below)
+    widened = recognizer.hypotheses(crops)
+    assert widened == expected
+    assert any(w != p for w, p in zip(widened, plain))  # the looks changed something on this batch
+    assert all(confidence(w) >= confidence(p) for w, p in zip(widened, plain))
+    recognizer.widen_unsure(0.0)
+    assert recognizer.hypotheses(crops) == plain
+
+
+def test_a_widened_input_is_the_same_crop_stretched_sideways():
+    crop = draw_crop("x+1=2", 1.0, 2)
+    plain, wide = preprocess(crop), preprocess(crop, width_scale=1.3)
+    assert wide.shape[0] == plain.shape[0] and abs(wide.shape[1] - 1.3 * plain.shape[1]) <= 1.5
+    assert np.array_equal(preprocess(crop, width_scale=1.0), plain)
+    long_one = cv2.resize(draw_crop("1+2+3+4+5+6+7+8+9"), None, fx=4.0, fy=1.0)
+    assert preprocess(long_one, width_scale=1.3).shape[1] == PreprocessConfig().max_width  # still fits
+
+
+def test_decode_config_refuses_senseless_width_factors():
+    from susik.runtime.decoding import DecodeConfig
+
+    for factors in ((), (0.2,), (1.2, 3.0)):
+        with pytest.raises(ValueError, match="widen_factors"):
+            DecodeConfig(widen_factors=factors)
+
+
 def test_stroke_core_share_tells_thin_strokes_from_thick_ones():
     canvas = np.zeros((32, 64), np.float32)
     thin, thick = canvas.copy(), canvas.copy()

@@ -112,6 +112,16 @@ def test_thicken_below_one_looks_at_every_crop_again(tiny_bundle, tmp_path):
     assert len(thickened) == len(plain) == 10 and thickened != plain  # the surer, thickened reading won some
 
 
+def test_widen_below_one_reads_every_crop_stretched_and_keeps_surer_readings(tiny_bundle, tmp_path):
+    rng = np.random.default_rng(8)
+    paths = []
+    for index in range(10):
+        paths.append(tmp_path / f"{index}.png")
+        cv2.imwrite(str(paths[-1]), draw_crop(random_text(rng), scale=0.6 + 0.2 * (index % 3)))
+    plain, widened = _read(paths, tiny_bundle), _read(paths, tiny_bundle, "--widen-below", "1")
+    assert len(widened) == len(plain) == 10 and widened != plain
+
+
 def test_recognize_without_a_model_fails_with_one_clear_line(tmp_path):
     path = tmp_path / "crop.png"
     cv2.imwrite(str(path), draw_crop("1"))
@@ -153,7 +163,8 @@ def test_train_export_recognize_round_trip(tmp_path):
     models = tmp_path / "models"
     exported = runner.invoke(app, ["export", "recognizer", str(run / "last.pt"), "--out", str(models),
                                    "--calibration-crops", "8", "--rescue-below", "0.9", "--rescue-beam", "4",
-                                   "--thicken-below", "0.8"])
+                                   "--thicken-below", "0.8", "--widen-below", "0.7", "--widen-factor", "1.2",
+                                   "--widen-factor", "1.4"])
     assert exported.exit_code == 0, exported.output
     folder = models / "recognizer"
     for name in ("encoder.onnx", "decoder.onnx", "vocab.json", "record.json", "MODEL_CARD.md"):
@@ -162,9 +173,11 @@ def test_train_export_recognize_round_trip(tmp_path):
     assert record["training"]["step"] == 6 and record["training"]["sources"][0]["license"] == "CC0"
     assert (record["decode"]["rescue_below"], record["decode"]["rescue_beam"]) == (0.9, 4)
     assert record["decode"]["thicken_below"] == 0.8
+    assert (record["decode"]["widen_below"], record["decode"]["widen_factors"]) == (0.7, [1.2, 1.4])
     card = (folder / "MODEL_CARD.md").read_text()
     assert "less confident than 0.9 read again by beam search of width 4" in card
     assert "still less confident than 0.8 of thin-stroked crops (stroke core share below 0.2) read again" in card
+    assert "still less confident than 0.7 read again from the crop stretched sideways by 1.2, 1.4 in turn" in card
 
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), draw_crop("3+4"))

@@ -152,6 +152,10 @@ def _decoding(decode: DecodeConfig) -> str:
         search += (f"; readings then still less confident than {decode.thicken_below} of thin-stroked crops "
                    f"(stroke core share below {decode.thin_core_share}) read again from the crop with thickened "
                    "strokes, the surer reading kept")
+    if decode.widen_below > 0:
+        factors = ", ".join(f"{factor:g}" for factor in decode.widen_factors)
+        search += (f"; readings then still less confident than {decode.widen_below} read again from the crop "
+                   f"stretched sideways by {factors} in turn, the surest reading kept")
     return search
 
 

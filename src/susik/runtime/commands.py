@@ -83,6 +83,9 @@ def recognize(
     thicken_below: Annotated[float, typer.Option(min=0, max=1, help=(
         "read again with thickened strokes the crops whose confidence is below this and keep the surer "
         "reading; 0 = as the model's record says"))] = 0.0,
+    widen_below: Annotated[float, typer.Option(min=0, max=1, help=(
+        "read again stretched sideways (by the record's widen_factors) the crops whose confidence is below "
+        "this and keep the surest reading; 0 = as the model's record says"))] = 0.0,
     threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads (default: all cores)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops decoded together")] = 16,
 ) -> None:
@@ -97,6 +100,8 @@ def recognize(
         recognizer.rescue_unsure(rescue_below)
     if thicken_below > 0:
         recognizer.thicken_unsure(thicken_below)
+    if widen_below > 0:
+        recognizer.widen_unsure(widen_below)
     table = Table()
     for column in ("image", "latex", "confidence"):
         table.add_column(column, overflow="fold")  # wrap long paths and formulas, never cut them
@@ -297,6 +302,11 @@ def export_recognizer(
     thicken_below: Annotated[float, typer.Option(min=0, max=1, help=(
         "the record's second look: readings less confident than this are read again with thickened strokes "
         "and the surer reading kept (0: never); the server and the in-browser reader both follow it"))] = 0.0,
+    widen_below: Annotated[float, typer.Option(min=0, max=1, help=(
+        "the record's widened looks: readings less confident than this are read again stretched sideways by "
+        "each of --widen-factor and the surest reading kept (0: never); server and browser follow it"))] = 0.0,
+    widen_factor: Annotated[list[float] | None, typer.Option(min=0.5, max=2.0, help=(
+        "a width scale of the widened looks, repeatable (default 1.15)"))] = None,
 ) -> None:
     """Export a checkpoint to ONNX (encoder + decoder step, int8) with vocab, record.json and MODEL_CARD.md."""
     from susik.models.train_recognizer import load_checkpoint
@@ -319,7 +329,9 @@ def export_recognizer(
         try:
             record = export(state, out, crops, encoder_quant=encoder_quant,
                             decode=DecodeConfig(confidence=confidence, rescue_below=rescue_below,
-                                                rescue_beam=rescue_beam, thicken_below=thicken_below))
+                                                rescue_beam=rescue_beam, thicken_below=thicken_below,
+                                                widen_below=widen_below,
+                                                widen_factors=tuple(widen_factor or (1.15,))))
         except (RuntimeError, ValueError, KeyError) as error:
             _fail(str(error))
     sizes = ", ".join(f"{entry.path} {entry.bytes / 1e6:.1f} MB" for entry in record.files.values())

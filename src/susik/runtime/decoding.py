@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Cache = tuple[np.ndarray, ...]
 # (tokens (N, 1), position (1,), cross_bias (N, S), past, cross) -> (logits (N, vocab), present)
@@ -54,10 +54,26 @@ class DecodeConfig(BaseModel):
         0.2, ge=0, le=1, description="a crop counts as thin-stroked when less than this share of its ink has a "
         "core (preprocess.stroke_core_share): thickening helps thin tablet ink and can hurt print"
     )
+    widen_below: float = Field(
+        0.0, ge=0, le=1, description="readings (after the looks above) less confident than this are read again, "
+        "the same way, from the crop stretched sideways by each of `widen_factors` in turn; the most confident "
+        "reading is kept (0 = never). The browser reads the same record the same way"
+    )
+    widen_factors: tuple[float, ...] = Field(
+        (1.15,), description="width scales of those looks (the height stays the model's)"
+    )
     confidence: Confidence = Field(
         "geomean", description="per-token probabilities -> one score; geomean ranked errors best so far (see "
         "sequence_confidence); training logs the AUROC of both on real validation data"
     )
+
+
+    @field_validator("widen_factors")
+    @classmethod
+    def _sensible_factors(cls, factors: tuple[float, ...]) -> tuple[float, ...]:
+        if not factors or any(not 0.5 <= factor <= 2.0 for factor in factors):
+            raise ValueError(f"widen_factors must be one or more scales in [0.5, 2], got {factors}")
+        return factors
 
 
 DEFAULT_DECODE = DecodeConfig()
@@ -94,10 +110,11 @@ class Hypothesis:
 
 
 def with_rescue(config: DecodeConfig, below: float | None = None, beam: int | None = None,
-                thicken_below: float | None = None) -> DecodeConfig:
+                thicken_below: float | None = None, widen_below: float | None = None) -> DecodeConfig:
     """`config` with whichever second-look settings are given replaced (validated: thresholds in [0, 1], beam
     >= 2)."""
-    given = (("rescue_below", below), ("rescue_beam", beam), ("thicken_below", thicken_below))
+    given = (("rescue_below", below), ("rescue_beam", beam), ("thicken_below", thicken_below),
+             ("widen_below", widen_below))
     changes = {key: value for key, value in given if value is not None}
     return DecodeConfig.model_validate({**config.model_dump(), **changes})
 

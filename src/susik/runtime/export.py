@@ -280,7 +280,7 @@ def export_recognizer(
         decoder_path = quantize_decoder(decoder_fp32, folder / "decoder.onnx")
         stride = model.config.total_stride
         # The parity check compares the graphs greedy step by greedy step, whatever second looks the record asks.
-        plain = decode.model_copy(update={"rescue_below": 0.0, "thicken_below": 0.0})
+        plain = decode.model_copy(update={"rescue_below": 0.0, "thicken_below": 0.0, "widen_below": 0.0})
         fp32 = OnnxRecognizer(encoder_fp32, decoder_fp32, vocab, model.config.preprocess, stride, plain)
         int8 = OnnxRecognizer(encoder_path, decoder_path, vocab, model.config.preprocess, stride, plain)
         report = parity(model, fp32, int8, list(calibration)[:32], vocab)

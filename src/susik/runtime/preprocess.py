@@ -141,20 +141,22 @@ def resize_bilinear(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return rows[ys] * (one - wy)[:, None] + rows[ys_next] * wy[:, None]
 
 
-def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
-    """Keep aspect at `config.height`; a crop wider than `max_width` is scaled to fit and centred vertically.
+def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS,
+                     width_scale: float = 1.0) -> np.ndarray:
+    """Keep aspect (times `width_scale`) at `config.height`; a crop wider than `max_width` is scaled to fit and
+    centred vertically.
 
     `image` is float (paper = 0), so the vertical padding is paper.
     """
     height, width = image.shape
-    target_w = max(1, round(width * config.height / height))
+    target_w = max(1, round(width * config.height * width_scale / height))
     if target_w <= config.max_width:
         if config.height < height:
             return cv2.resize(image, (target_w, config.height), interpolation=cv2.INTER_AREA)
         if target_w == width and config.height == height:
             return image
         return resize_bilinear(image.astype(np.float32, copy=False), target_w, config.height)
-    target_h = max(1, round(height * config.max_width / width))
+    target_h = max(1, round(height * config.max_width / (width * width_scale)))
     scaled = cv2.resize(image, (config.max_width, target_h), interpolation=cv2.INTER_AREA)
     canvas = np.zeros((config.height, config.max_width), dtype=image.dtype)
     top = (config.height - target_h) // 2
@@ -162,9 +164,11 @@ def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPR
     return canvas
 
 
-def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
-    """One crop (gray or BGR uint8) -> float32 (height, width) with paper 0 and ink 1."""
-    return resize_to_height(_ink(image, config), config)
+def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS,
+               width_scale: float = 1.0) -> np.ndarray:
+    """One crop (gray or BGR uint8) -> float32 (height, width) with paper 0 and ink 1; `width_scale` stretches
+    it sideways (the second look of `DecodeConfig.widen_below`)."""
+    return resize_to_height(_ink(image, config), config, width_scale)
 
 
 def _ink(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:

@@ -103,6 +103,11 @@ class OnnxRecognizer:
         strokes (0: never; `decode.thin_core_share` says what counts as thin)."""
         self.decode = with_rescue(self.decode, thicken_below=below)
 
+    def widen_unsure(self, below: float) -> None:
+        """From now on, readings less confident than `below` are read again stretched sideways by each of
+        `decode.widen_factors` (0: never)."""
+        self.decode = with_rescue(self.decode, widen_below=below)
+
     def __call__(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Recognition]:
         return [self._to_recognition(h) for h in self.hypotheses(images, beam)]
 
@@ -124,10 +129,19 @@ class OnnxRecognizer:
         unsure = {i: preprocess_thickened(images[i], self.preprocess_config) for i in prepared
                   if self._confidence(results[i]) < below  # type: ignore[arg-type]
                   and stroke_core_share(prepared[i]) < thin}
-        for index, second in self._decode_all(unsure, beam).items():
-            if self._confidence(second) > self._confidence(results[index]):  # type: ignore[arg-type]
-                results[index] = second
+        self._keep_surer(results, self._decode_all(unsure, beam))
+        widen = self.decode.widen_below
+        for factor in self.decode.widen_factors if widen > 0 else ():
+            unsure = {i: preprocess(images[i], self.preprocess_config, factor) for i in prepared
+                      if self._confidence(results[i]) < widen}  # type: ignore[arg-type]
+            self._keep_surer(results, self._decode_all(unsure, beam))
         return results  # type: ignore[return-value]
+
+    def _keep_surer(self, results: list[Hypothesis | None], others: dict[int, Hypothesis]) -> None:
+        """Replace each reading by the other look's where that one is more confident."""
+        for index, other in others.items():
+            if self._confidence(other) > self._confidence(results[index]):  # type: ignore[arg-type]
+                results[index] = other
 
     def _decode_all(self, prepared: dict[int, np.ndarray], beam: int | None) -> dict[int, Hypothesis]:
         """Decode preprocessed crops in batches of similar width; keyed as given."""

@@ -268,13 +268,13 @@ function resize(src, sw, sh, dw, dh, area) {
   return dw <= sw && dh <= sh ? resizeArea(src, sw, sh, dw, dh) : resizeLinear(src, sw, sh, dw, dh, true);
 }
 
-// preprocess.resize_to_height -> {data, width} at config.height.
-function resizeToHeight(image, width, height, config) {
-  const targetW = Math.max(1, roundHalfEven((width * config.height) / height));
+// preprocess.resize_to_height -> {data, width} at config.height, stretched sideways by `widthScale`.
+function resizeToHeight(image, width, height, config, widthScale = 1) {
+  const targetW = Math.max(1, roundHalfEven((width * config.height * widthScale) / height));
   if (targetW <= config.max_width) {
     return { data: resize(image, width, height, targetW, config.height, config.height < height), width: targetW };
   }
-  const targetH = Math.max(1, roundHalfEven((height * config.max_width) / width));
+  const targetH = Math.max(1, roundHalfEven((height * config.max_width) / (width * widthScale)));
   const scaled = resize(image, width, height, config.max_width, targetH, true);
   const canvas = new Float32Array(config.height * config.max_width);
   canvas.set(scaled, Math.floor((config.height - targetH) / 2) * config.max_width);
@@ -282,11 +282,12 @@ function resizeToHeight(image, width, height, config) {
 }
 
 // One crop (RGBA pixels) -> {data: float32 (height x width), width}; throws CropError for blank or tiny crops.
-export function preprocess(rgba, width, height, config) {
+// `widthScale` stretches it sideways (a look of decode.widen_below).
+export function preprocess(rgba, width, height, config, widthScale = 1) {
   const gray = view(toGray(rgba, width, height), width, height);
   checkCrop(gray, config);
   const ink = croppedInk(gray, config);
-  return resizeToHeight(ink.data, ink.width, ink.height, config);
+  return resizeToHeight(ink.data, ink.width, ink.height, config, widthScale);
 }
 
 // preprocess._ink: float32 (paper 0, ink 1), cut to the ink, at the crop's own resolution.
@@ -359,16 +360,25 @@ export function strokeCoreShare(prepared, height) {
   return total ? core / total : 0;
 }
 
-// OnnxRecognizer.hypotheses' second look: a thin-stroked crop (`coreShare` below decode.thin_core_share) whose
-// reading is less confident than decode.thicken_below is read again thickened (`read(true)`); the surer reading
-// is kept.
+// OnnxRecognizer.hypotheses' further looks: a thin-stroked crop (`coreShare` below decode.thin_core_share) whose
+// reading is less confident than decode.thicken_below is read again thickened (`read("thick")`); then, while the
+// surest reading is less confident than decode.widen_below, the crop is read stretched sideways by each of
+// decode.widen_factors in turn (`read(factor)`). The surest reading is kept; `read(null)` is the first look.
 export async function withSecondLook(read, decode, coreShare) {
-  const first = await read(false);
-  const sure = confidence(first, decode.confidence);
-  if (!(decode.thicken_below > 0) || sure >= decode.thicken_below) return first;
-  if (!(coreShare < decode.thin_core_share)) return first;
-  const second = await read(true);
-  return confidence(second, decode.confidence) > sure ? second : first;
+  let best = await read(null);
+  let sure = confidence(best, decode.confidence);
+  const consider = async (look) => {
+    const other = await read(look);
+    const score = confidence(other, decode.confidence);
+    if (score > sure) [best, sure] = [other, score];
+  };
+  if (decode.thicken_below > 0 && sure < decode.thicken_below && coreShare < decode.thin_core_share) {
+    await consider("thick");
+  }
+  for (const factor of decode.widen_below > 0 ? decode.widen_factors : []) {
+    if (sure < decode.widen_below) await consider(factor);
+  }
+  return best;
 }
 
 // pad_batch for one crop: width padded to the encoder stride with paper (0); NCHW.

@@ -119,13 +119,18 @@ function prepare(m, image) {
   }
 }
 
-// One crop's reading (`prepared` is its input), with the record's second look at thickened strokes when the
-// first is unsure.
+// One crop's reading (`prepared` is its input), with the record's further looks (thickened strokes, stretched
+// sideways) when the first is unsure.
 async function recognize(m, image, prepared) {
-  const thickened = () => core.preprocessThickened(image.data, image.width, image.height, m.manifest.preprocess);
+  const config = m.manifest.preprocess;
+  const input = (look) => {
+    if (look === null) return prepared;
+    if (look === "thick") return core.preprocessThickened(image.data, image.width, image.height, config);
+    return core.preprocess(image.data, image.width, image.height, config, look);
+  };
   const hypothesis = prepared
-    ? await core.withSecondLook((thick) => decode(m, thick ? thickened() : prepared), m.manifest.decode,
-      core.strokeCoreShare(prepared, m.manifest.preprocess.height))
+    ? await core.withSecondLook((look) => decode(m, input(look)), m.manifest.decode,
+      core.strokeCoreShare(prepared, config.height))
     : { tokens: [], probs: [], stop: "empty" };
   return {
     latex: core.detokenize(core.decodeIds(hypothesis.tokens, m.words)),
