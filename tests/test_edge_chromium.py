@@ -238,9 +238,9 @@ def beam_server(tiny_bundle, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def thicken_server(tiny_bundle, tmp_path_factory):
-    """Every reading looked at again with thickened strokes, then stretched sideways twice: server and page must
-    both look."""
-    decode = {"thicken_below": 1.0, "thin_core_share": 1.0,  # every crop counts as thin-stroked here
+    """Every reading rescued by beam search and looked at again with thickened strokes (rescued too), then
+    stretched sideways twice (greedily): server and page must both look, each look searched the same way."""
+    decode = {"rescue_below": 1.0, "thicken_below": 1.0, "thin_core_share": 1.0,  # every crop counts as thin
               "widen_below": 1.0, "widen_factors": [1.2, 1.4]}
     with _serving_with(decode, tiny_bundle, tmp_path_factory.mktemp("thicken")) as url:
         yield url

@@ -177,7 +177,7 @@ def test_train_export_recognize_round_trip(tmp_path):
     card = (folder / "MODEL_CARD.md").read_text()
     assert "less confident than 0.9 read again by beam search of width 4" in card
     assert "still less confident than 0.8 of thin-stroked crops (stroke core share below 0.2) read again" in card
-    assert "still less confident than 0.7 read again from the crop stretched sideways by 1.2, 1.4 in turn" in card
+    assert "still less confident than 0.7 read again greedily from the crop stretched sideways by 1.2, 1.4 in turn" in card
 
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), draw_crop("3+4"))

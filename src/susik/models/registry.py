@@ -154,8 +154,8 @@ def _decoding(decode: DecodeConfig) -> str:
                    "strokes, the surer reading kept")
     if decode.widen_below > 0:
         factors = ", ".join(f"{factor:g}" for factor in decode.widen_factors)
-        search += (f"; readings then still less confident than {decode.widen_below} read again from the crop "
-                   f"stretched sideways by {factors} in turn, the surest reading kept")
+        search += (f"; readings then still less confident than {decode.widen_below} read again greedily from the "
+                   f"crop stretched sideways by {factors} in turn, the surest reading kept")
     return search
 
 

@@ -56,8 +56,8 @@ class DecodeConfig(BaseModel):
     )
     widen_below: float = Field(
         0.0, ge=0, le=1, description="readings (after the looks above) less confident than this are read again, "
-        "the same way, from the crop stretched sideways by each of `widen_factors` in turn; the most confident "
-        "reading is kept (0 = never). The browser reads the same record the same way"
+        "greedily (a rescue per look would multiply the cost), from the crop stretched sideways by each of "
+        "`widen_factors` in turn; the most confident reading is kept (0 = never). The browser does the same"
     )
     widen_factors: tuple[float, ...] = Field(
         (1.15,), description="width scales of those looks (the height stays the model's)"

@@ -104,8 +104,8 @@ class OnnxRecognizer:
         self.decode = with_rescue(self.decode, thicken_below=below)
 
     def widen_unsure(self, below: float) -> None:
-        """From now on, readings less confident than `below` are read again stretched sideways by each of
-        `decode.widen_factors` (0: never)."""
+        """From now on, readings less confident than `below` are read again, greedily, stretched sideways by each
+        of `decode.widen_factors` (0: never)."""
         self.decode = with_rescue(self.decode, widen_below=below)
 
     def __call__(self, images: Sequence[np.ndarray], beam: int | None = None) -> list[Recognition]:
@@ -131,10 +131,10 @@ class OnnxRecognizer:
                   and stroke_core_share(prepared[i]) < thin}
         self._keep_surer(results, self._decode_all(unsure, beam))
         widen = self.decode.widen_below
-        for factor in self.decode.widen_factors if widen > 0 else ():
+        for factor in self.decode.widen_factors if widen > 0 else ():  # greedy: a rescue per look costs 3x
             unsure = {i: preprocess(images[i], self.preprocess_config, factor) for i in prepared
                       if self._confidence(results[i]) < widen}  # type: ignore[arg-type]
-            self._keep_surer(results, self._decode_all(unsure, beam))
+            self._keep_surer(results, self._decode_all(unsure, beam, rescue=False))
         return results  # type: ignore[return-value]
 
     def _keep_surer(self, results: list[Hypothesis | None], others: dict[int, Hypothesis]) -> None:
@@ -143,13 +143,15 @@ class OnnxRecognizer:
             if self._confidence(other) > self._confidence(results[index]):  # type: ignore[arg-type]
                 results[index] = other
 
-    def _decode_all(self, prepared: dict[int, np.ndarray], beam: int | None) -> dict[int, Hypothesis]:
-        """Decode preprocessed crops in batches of similar width; keyed as given."""
+    def _decode_all(self, prepared: dict[int, np.ndarray], beam: int | None,
+                    rescue: bool = True) -> dict[int, Hypothesis]:
+        """Decode preprocessed crops in batches of similar width (with the record's rescue unless `rescue` is
+        False); keyed as given."""
         order = sorted(prepared, key=lambda i: prepared[i].shape[1])
         decoded: dict[int, Hypothesis] = {}
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            decoded.update(zip(chunk, self._decode_batch([prepared[i] for i in chunk], beam)))
+            decoded.update(zip(chunk, self._decode_batch([prepared[i] for i in chunk], beam, rescue)))
         return decoded
 
     def _confidence(self, hypothesis: Hypothesis) -> float:
@@ -184,7 +186,7 @@ class OnnxRecognizer:
         empty = np.zeros((batch, heads, 0, head_dim), dtype=np.float32)
         return (empty,) * len(self._cache_names)
 
-    def _decode_batch(self, prepared: list[np.ndarray], beam: int | None) -> list[Hypothesis]:
+    def _decode_batch(self, prepared: list[np.ndarray], beam: int | None, rescue: bool = True) -> list[Hypothesis]:
         batch, widths = pad_batch(prepared, self.preprocess_config)
         cross, bias = self.encode(batch, widths)
         max_lens = [max_length(int(w), self.decode) for w in widths]
@@ -192,7 +194,7 @@ class OnnxRecognizer:
         if config.beam > 1:
             search = beam_search
         else:
-            search = greedy_with_rescue if config.rescue_below > 0 else greedy
+            search = greedy_with_rescue if rescue and config.rescue_below > 0 else greedy
         vocab = self.vocab
         return search(self.step, self.empty_cache, cross, bias, max_lens, vocab.bos_id, vocab.eos_id, config,
                       banned=(vocab.pad_id, vocab.bos_id))

@@ -362,8 +362,8 @@ export function strokeCoreShare(prepared, height) {
 
 // OnnxRecognizer.hypotheses' further looks: a thin-stroked crop (`coreShare` below decode.thin_core_share) whose
 // reading is less confident than decode.thicken_below is read again thickened (`read("thick")`); then, while the
-// surest reading is less confident than decode.widen_below, the crop is read stretched sideways by each of
-// decode.widen_factors in turn (`read(factor)`). The surest reading is kept; `read(null)` is the first look.
+// surest reading is less confident than decode.widen_below, the crop is read (greedily) stretched sideways by
+// each of decode.widen_factors in turn (`read(factor)`). The surest reading is kept; `read(null)` is the first.
 export async function withSecondLook(read, decode, coreShare) {
   let best = await read(null);
   let sure = confidence(best, decode.confidence);

@@ -61,7 +61,8 @@ async function pixels(blob) {
   return context.getImageData(0, 0, canvas.width, canvas.height);
 }
 
-async function decode(m, prepared) {
+// One crop's hypothesis; `rescue` false reads greedily whatever the record's rescue (the widened looks).
+async function decode(m, prepared, rescue = true) {
   const { ort, manifest, encoder, decoder } = m;
   const config = manifest.preprocess;
   const batch = core.padded(prepared, config);
@@ -106,7 +107,8 @@ async function decode(m, prepared) {
       },
     };
   };
-  return core.decodeCrop(open, core.maxLength(prepared.width, manifest.decode), manifest.decode);
+  const decoding = rescue ? manifest.decode : { ...manifest.decode, rescue_below: 0 };
+  return core.decodeCrop(open, core.maxLength(prepared.width, manifest.decode), decoding);
 }
 
 // The recognizer's input for one crop, or null for a blank or tiny one (the server reads those as nothing).
@@ -120,7 +122,7 @@ function prepare(m, image) {
 }
 
 // One crop's reading (`prepared` is its input), with the record's further looks (thickened strokes, stretched
-// sideways) when the first is unsure.
+// sideways, the latter read greedily) when the first is unsure.
 async function recognize(m, image, prepared) {
   const config = m.manifest.preprocess;
   const input = (look) => {
@@ -129,7 +131,7 @@ async function recognize(m, image, prepared) {
     return core.preprocess(image.data, image.width, image.height, config, look);
   };
   const hypothesis = prepared
-    ? await core.withSecondLook((look) => decode(m, input(look)), m.manifest.decode,
+    ? await core.withSecondLook((look) => decode(m, input(look), typeof look !== "number"), m.manifest.decode,
       core.strokeCoreShare(prepared, config.height))
     : { tokens: [], probs: [], stop: "empty" };
   return {
