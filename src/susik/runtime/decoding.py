@@ -67,7 +67,6 @@ class DecodeConfig(BaseModel):
         "sequence_confidence); training logs the AUROC of both on real validation data"
     )
 
-
     @field_validator("widen_factors")
     @classmethod
     def _sensible_factors(cls, factors: tuple[float, ...]) -> tuple[float, ...]:
