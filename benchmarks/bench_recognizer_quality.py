@@ -177,10 +177,9 @@ def main(
         began = time.perf_counter()
         try:
             recognizer = OnnxRecognizer.load(model, threads=threads)
-            recognizer.decode = with_rescue(recognizer.decode, rescue_below, rescue_beam, thicken_below, widen_below)
-            if widen_factors:
-                factors = tuple(float(factor) for factor in widen_factors.split(","))
-                recognizer.decode = recognizer.decode.model_copy(update={"widen_factors": factors})
+            factors = tuple(float(factor) for factor in widen_factors.split(",")) if widen_factors else None
+            recognizer.decode = with_rescue(recognizer.decode, rescue_below, rescue_beam, thicken_below, widen_below,
+                                            factors)
         except ModelNotFoundError as exc:
             console.print(f"error: {exc}")
             raise typer.Exit(1) from None

@@ -331,7 +331,7 @@ def export_recognizer(
                             decode=DecodeConfig(confidence=confidence, rescue_below=rescue_below,
                                                 rescue_beam=rescue_beam, thicken_below=thicken_below,
                                                 widen_below=widen_below,
-                                                widen_factors=tuple(widen_factor or (1.15,))))
+                                                **({"widen_factors": tuple(widen_factor)} if widen_factor else {})))
         except (RuntimeError, ValueError, KeyError) as error:
             _fail(str(error))
     sizes = ", ".join(f"{entry.path} {entry.bytes / 1e6:.1f} MB" for entry in record.files.values())

@@ -109,11 +109,12 @@ class Hypothesis:
 
 
 def with_rescue(config: DecodeConfig, below: float | None = None, beam: int | None = None,
-                thicken_below: float | None = None, widen_below: float | None = None) -> DecodeConfig:
+                thicken_below: float | None = None, widen_below: float | None = None,
+                widen_factors: tuple[float, ...] | None = None) -> DecodeConfig:
     """`config` with whichever second-look settings are given replaced (validated: thresholds in [0, 1], beam
-    >= 2)."""
+    >= 2, width factors in [0.5, 2])."""
     given = (("rescue_below", below), ("rescue_beam", beam), ("thicken_below", thicken_below),
-             ("widen_below", widen_below))
+             ("widen_below", widen_below), ("widen_factors", widen_factors))
     changes = {key: value for key, value in given if value is not None}
     return DecodeConfig.model_validate({**config.model_dump(), **changes})
 
