@@ -1,5 +1,5 @@
 """The browser's crop preprocessing (serve/web/edge-core.js) against susik.runtime.preprocess, under Node: the
-model input, the thickened and the widened looks, bit for bit, and the rule that keeps the surest reading."""
+model input (paper's light flattened), the thickened and the widened looks, bit for bit, and the rule that keeps the surest reading."""
 
 import base64
 
@@ -48,7 +48,7 @@ def node(tmp_path_factory):
 
 def _crops() -> list[np.ndarray]:
     """Taller and shorter than the model (both resize paths, at both heights), odd and even widths, inverted,
-    noisy, colour, and one too wide for the model."""
+    noisy, colour, one too wide for the model, one half in shadow and one lit unevenly."""
     rng = np.random.default_rng(11)
     images = [draw_crop(random_text(rng), float(rng.uniform(0.3, 3.0)), int(rng.integers(1, 4)),
                         margin=int(rng.integers(3, 15))) for _ in range(8)]
@@ -57,7 +57,12 @@ def _crops() -> list[np.ndarray]:
     images.append(np.clip(noisy + rng.normal(0, 8, noisy.shape), 0, 255))
     images.append(cv2.cvtColor(draw_crop("7x=0", 2.5), cv2.COLOR_GRAY2BGR) * np.array([1.0, 0.8, 0.6]))
     images.append(cv2.resize(draw_crop("1+2+3+4+5+6+7+8+9"), None, fx=3.0, fy=1.0))
-    return [image.astype(np.uint8) for image in images]
+    shadowed = draw_crop("y=3x+1", 1.8, 3).astype(np.float64)
+    shadowed[:, : shadowed.shape[1] // 2] *= 0.45  # a hard shadow over the left half (flattened away)
+    images.append(shadowed)
+    lit = draw_crop("(a+b)^2", 1.2, 2).astype(np.float64)
+    images.append(lit * np.linspace(0.35, 1.0, lit.shape[1])[None, :] + rng.normal(0, 4, lit.shape))
+    return [np.clip(image, 0, 255).astype(np.uint8) for image in images]
 
 
 def _case(image: np.ndarray, look: str | float | None) -> dict:

@@ -34,7 +34,9 @@ from susik.runtime.preprocess import (
     check_crop,
     crop_to_ink,
     dark_ink,
+    flatten_light,
     halve,
+    normalise,
     pad_batch,
     preprocess,
     preprocess_thickened,
@@ -171,6 +173,49 @@ def test_light_ink_on_dark_paper_is_inverted_but_a_shadow_is_not():
     shadowed[:, :70] = 90  # a shadow over more than half the crop
     shadowed[15:25, 20:100] = 10
     assert (dark_ink(shadowed) == shadowed).all()
+
+
+def test_flattening_makes_a_shadow_paper_and_keeps_the_ink():
+    crop = np.full((60, 240), 220, np.uint8)
+    crop[:, :110] = 90  # a hard shadow over the left part: global Otsu would take it all for ink
+    crop[25:35, 20:80] = 30  # a stroke in the shadow
+    crop[25:35, 140:220] = 60  # a stroke in the light
+    flat = flatten_light(crop, 0.5)
+    assert flat[5, 50] == 255 and flat[5, 200] == 255  # both sides of the shadow's edge are paper
+    assert flat[30, 50] < 100 and flat[30, 180] < 100  # both strokes stay ink
+    shadow_paper = (slice(0, 20), slice(85, 105))  # in the shadow, clear of the stroke and of the edge
+    assert normalise(flat)[shadow_paper].max() == 0.0
+    assert normalise(crop)[shadow_paper].min() > 0.5  # unflattened, the shadow reads as ink
+    assert (flatten_light(crop, 0) == crop).all()
+
+
+def test_flattening_leaves_clean_paper_alone_and_keeps_strokes_wider_than_a_pixel():
+    crop = np.full((64, 200), 255, np.uint8)
+    crop[20:44, 30:38] = 0  # a stroke 8 px wide, a quarter of the closing's side (32 px)
+    crop[30:33, 60:180] = 0  # a fraction bar
+    assert (flatten_light(crop, 0.5) == crop).all()
+    wide = np.full((64, 200), 255, np.uint8)
+    wide[10:54, 30:70] = 40  # a blot wider than the closing: its middle reads as paper
+    assert flatten_light(wide, 0.5)[32, 50] == 255
+
+
+def _window(image: np.ndarray, radius: int, reduce) -> np.ndarray:
+    """`reduce` over the (2r+1)^2 window of each pixel, clipped at the edges: the closing spelled out."""
+    height, width = image.shape
+    return np.array([[reduce(image[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1])
+                      for x in range(width)] for y in range(height)])
+
+
+def test_flattening_matches_a_clipped_window_closing():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        height, width = (int(n) for n in rng.integers(1, 30, 2))
+        gray = rng.integers(0, 256, (height, width)).astype(np.uint8)
+        share = float(rng.uniform(0.05, 2))
+        radius = max(3, round(share * height) | 1) // 2
+        background = _window(_window(gray, radius, np.max), radius, np.min)
+        expected = np.minimum(gray.astype(int) * 255 // np.maximum(background, 1), 255)
+        assert (flatten_light(gray, share) == expected).all()
 
 
 def test_crop_to_ink_ignores_isolated_specks():

@@ -140,6 +140,12 @@ def resolve(name_or_path: str | Path, models_dir: Path | None = None) -> ModelRe
     return get_model(str(name_or_path), models_dir)
 
 
+def _flattening(share: float) -> str:
+    if share <= 0:
+        return ""
+    return f", the paper's light flattened (divided by a closing {share:g} x the crop's height wide),"
+
+
 def _decoding(decode: DecodeConfig) -> str:
     if decode.beam > 1:
         search = f"beam search of width {decode.beam}"
@@ -192,7 +198,8 @@ def model_card(record: ModelRecord) -> str:
             f"(quantisation: {', '.join(f'{k} {v}' for k, v in record.quantization.items())})."
         ),
         (
-            f"- Input: grayscale crop cut to the ink, height {record.preprocess.height} px, width up to "
+            f"- Input: grayscale crop{_flattening(record.preprocess.flatten)} cut to the ink, height "
+            f"{record.preprocess.height} px, width up to "
             f"{record.preprocess.max_width} px; {_decoding(record.decode)}, at most "
             f"{record.decode.max_tokens} tokens, with a repetition guard; confidence = {record.decode.confidence} "
             "of the token probabilities (0 when the guard fired)."

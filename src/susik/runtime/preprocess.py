@@ -1,7 +1,9 @@
 """Crop -> model input, in numpy/OpenCV only: the one function shared by training (on augmented crops) and
 serving, so that what the model sees at test time is what it saw in training.
 
-Steps: grayscale (dark ink on light paper, inverting if needed) -> crop to the ink (Otsu) with a small margin -> keep aspect, resize to a fixed height (if
+Steps: grayscale (dark ink on light paper, inverting if needed) -> flatten the paper's light (divide by a closing, so
+a shadow across the crop is not taken for ink) -> crop to the ink (Otsu) with a small margin -> keep aspect, resize to
+a fixed height (if
 the result would be wider than `max_width`, scale to fit and centre vertically) -> normalise so paper is 0
 and ink is 1 (per-image levels from the Otsu classes: photos differ in exposure, the model should not have to
 care) -> pad a batch to a common width, a multiple of the encoder stride, with 0 (= paper).
@@ -26,6 +28,11 @@ class PreprocessConfig(BaseModel):
     width_multiple: int = Field(16, ge=1, description="batch width is padded to this (the encoder stride)")
     margin: float = Field(0.08, ge=0, le=0.5, description="margin kept around the ink, as a share of its height")
     min_contrast: float = Field(12.0, ge=0, description="paper-ink level gap (0-255) below which a crop is blank")
+    flatten: float = Field(
+        0.5, ge=0, le=4,
+        description="side of the square closing that estimates the paper's light, as a share of the crop's height "
+        "(wider than any stroke, narrower than a shadow); 0: no flattening",
+    )
 
 
 DEFAULT_PREPROCESS = PreprocessConfig()
@@ -77,6 +84,21 @@ def check_crop(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS)
     _, paper, ink = ink_levels(to_gray(image))
     if paper - ink < config.min_contrast:
         raise CropError("image is blank: no ink stands out from the background")
+
+
+def flatten_light(gray: np.ndarray, share: float) -> np.ndarray:
+    """uint8 gray with the paper's light made even: each pixel divided by the paper's level around it, estimated
+    by a closing (maximum then minimum over a square of side `share` x the crop's height, odd). A closing removes
+    every dark mark narrower than its square (strokes) and keeps the edges of larger ones (a shadow's), so a
+    shadow, a dim corner or a highlighter band becomes paper instead of ink. Integer arithmetic only, so the
+    browser (edge-core.js `flattenLight`) computes it bit for bit. `share` 0 returns the crop unchanged."""
+    if share <= 0:
+        return gray
+    size = max(3, round(share * gray.shape[0]) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
+    background = cv2.erode(cv2.dilate(gray, kernel), kernel)
+    flat = gray.astype(np.int32) * 255 // np.maximum(background, 1).astype(np.int32)
+    return np.minimum(flat, 255).astype(np.uint8)
 
 
 def _ink_box(ink_mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -176,7 +198,7 @@ def _ink(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     gray = to_gray(image)
     if min(gray.shape) < 1:
         raise CropError(f"image has no pixels: {gray.shape}")
-    return normalise(crop_to_ink(dark_ink(gray), config), config)
+    return normalise(crop_to_ink(flatten_light(dark_ink(gray), config.flatten), config), config)
 
 
 def thicken(image: np.ndarray, radius: int) -> np.ndarray:

@@ -123,6 +123,45 @@ function darkInk(img) {
   return img;
 }
 
+// The extreme (`better(a, b)`: a replaces b) over a window of 2 * radius + 1 centred on each pixel along rows
+// (step 1) or columns (step width), clipped at the edges: a monotonic queue, O(1) a pixel.
+function slide(src, width, height, radius, alongRows, better) {
+  const out = new Uint8Array(src.length);
+  const [lines, length] = alongRows ? [height, width] : [width, height];
+  const [lineStep, step] = alongRows ? [width, 1] : [1, width];
+  const queue = new Int32Array(length);
+  for (let line = 0; line < lines; line++) {
+    const base = line * lineStep;
+    let head = 0, tail = 0, next = 0;
+    for (let i = 0; i < length; i++) {
+      for (; next < length && next <= i + radius; next++) { // take in the window's new right end
+        const value = src[base + next * step];
+        while (tail > head && !better(src[base + queue[tail - 1] * step], value)) tail--;
+        queue[tail++] = next;
+      }
+      while (queue[head] < i - radius) head++;
+      out[base + i * step] = src[base + queue[head] * step];
+    }
+  }
+  return out;
+}
+
+// preprocess.flatten_light: each pixel divided by the paper's light around it (a closing), in integers.
+function flattenLight(img, share) {
+  if (share <= 0) return img;
+  const { width, height } = img;
+  const data = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    data.set(img.data.subarray(img.offset + y * img.stride, img.offset + y * img.stride + width), y * width);
+  }
+  const radius = Math.floor(Math.max(3, roundHalfEven(share * height) | 1) / 2);
+  const lighter = (a, b) => a > b, darker = (a, b) => a < b;
+  const dilated = slide(slide(data, width, height, radius, true, lighter), width, height, radius, false, lighter);
+  const background = slide(slide(dilated, width, height, radius, true, darker), width, height, radius, false, darker);
+  for (let i = 0; i < data.length; i++) data[i] = Math.min(255, Math.floor((data[i] * 255) / Math.max(background[i], 1)));
+  return view(data, width, height);
+}
+
 // preprocess._ink_box's span: numpy searchsorted on the cumulative ink profile.
 function span(profile) {
   const cumulative = new Float64Array(profile.length);
@@ -292,7 +331,7 @@ export function preprocess(rgba, width, height, config, widthScale = 1) {
 
 // preprocess._ink: float32 (paper 0, ink 1), cut to the ink, at the crop's own resolution.
 function croppedInk(gray, config) {
-  const cropped = cropToInk(darkInk(gray), config);
+  const cropped = cropToInk(flattenLight(darkInk(gray), config.flatten), config);
   return { data: normalise(cropped, config), width: cropped.width, height: cropped.height };
 }
 
