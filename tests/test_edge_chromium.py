@@ -61,7 +61,8 @@ def browser(tmp_path_factory):
 
 
 def crops() -> list[np.ndarray]:
-    """Both resize paths (taller and shorter than the model's 32 px), inverted, noisy, wide, colour, blank."""
+    """Both resize paths (taller and shorter than the model's 32 px), inverted, noisy, wide, colour, blank, in
+    shadow."""
     rng = np.random.default_rng(3)
     images = [draw_crop(random_text(rng), float(rng.uniform(0.4, 3.0)), int(rng.integers(1, 4))) for _ in range(8)]
     images.append(255 - draw_crop("12+x=7", 1.5, 3))
@@ -70,6 +71,12 @@ def crops() -> list[np.ndarray]:
     images.append(cv2.resize(draw_crop("1+2+3+4+5+6"), None, fx=3.0, fy=1.0))
     images.append(cv2.cvtColor(draw_crop("7x=0", 2.5), cv2.COLOR_GRAY2BGR) * np.array([1.0, 0.8, 0.6]))
     images.append(np.full((40, 90), 200, np.uint8))  # blank: no reading, on either side
+    shadowed = draw_crop("y=2x", 2.0, 3)
+    shadowed[:, : shadowed.shape[1] // 3] //= 2  # a shadow's edge across a formula (flattened on both sides)
+    images.append(shadowed)
+    blank_in_shadow = np.full((40, 90), 210, np.uint8)
+    blank_in_shadow[:, :40] = 100  # no ink, only a shadow's edge: blank on both sides
+    images.append(blank_in_shadow)
     return [image.astype(np.uint8) for image in images]
 
 

@@ -262,13 +262,25 @@ def test_pad_batch_pads_to_the_stride_with_paper():
     assert pad_batch([], config)[0].shape[0] == 0
 
 
+def _shadowed_blank() -> np.ndarray:
+    paper = np.full((40, 90), 210, np.uint8)
+    paper[:, :50] = 100  # a shadow's edge: contrast, but no ink
+    return paper
+
+
 @pytest.mark.parametrize(
     "image, message",
-    [(np.full((30, 30), 200, np.uint8), "blank"), (np.zeros((2, 50), np.uint8), "too small")],
+    [(np.full((30, 30), 200, np.uint8), "blank"), (_shadowed_blank(), "blank"),
+     (np.zeros((2, 50), np.uint8), "too small")],
+    ids=["blank", "shadow on blank paper", "tiny"],
 )
 def test_check_crop_names_the_problem(image, message):
     with pytest.raises(CropError, match=message):
         check_crop(image)
+
+
+def test_a_shadow_on_blank_paper_is_blank_only_once_flattened():
+    check_crop(_shadowed_blank(), PreprocessConfig(flatten=0))  # unflattened, the shadow's edge passes for ink
 
 
 # --- decoding -----------------------------------------------------------------------------------------------

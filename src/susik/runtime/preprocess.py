@@ -77,11 +77,12 @@ def dark_ink(gray: np.ndarray) -> np.ndarray:
 
 
 def check_crop(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> None:
-    """Raise `CropError` for a crop the recognizer cannot read: too small, or with no visible ink."""
+    """Raise `CropError` for a crop the recognizer cannot read: too small, or with no visible ink once the
+    paper's light is flattened (a shadow across blank paper is no formula)."""
     height, width = image.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise CropError(f"image too small: {width}x{height} (need at least {MIN_SIDE} px a side)")
-    _, paper, ink = ink_levels(to_gray(image))
+    _, paper, ink = ink_levels(_paper(image, config))
     if paper - ink < config.min_contrast:
         raise CropError("image is blank: no ink stands out from the background")
 
@@ -195,10 +196,15 @@ def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS,
 
 def _ink(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """The crop as float (paper 0, ink 1), cut to its ink, at its own resolution."""
+    return normalise(crop_to_ink(_paper(image, config), config), config)
+
+
+def _paper(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """uint8 gray, dark ink on light paper, the paper's light flattened."""
     gray = to_gray(image)
     if min(gray.shape) < 1:
         raise CropError(f"image has no pixels: {gray.shape}")
-    return normalise(crop_to_ink(flatten_light(dark_ink(gray), config.flatten), config), config)
+    return flatten_light(dark_ink(gray), config.flatten)
 
 
 def thicken(image: np.ndarray, radius: int) -> np.ndarray:

@@ -323,15 +323,16 @@ function resizeToHeight(image, width, height, config, widthScale = 1) {
 // One crop (RGBA pixels) -> {data: float32 (height x width), width}; throws CropError for blank or tiny crops.
 // `widthScale` stretches it sideways (a look of decode.widen_below).
 export function preprocess(rgba, width, height, config, widthScale = 1) {
-  const gray = view(toGray(rgba, width, height), width, height);
-  checkCrop(gray, config);
-  const ink = croppedInk(gray, config);
+  const ink = croppedInk(view(toGray(rgba, width, height), width, height), config, true);
   return resizeToHeight(ink.data, ink.width, ink.height, config, widthScale);
 }
 
-// preprocess._ink: float32 (paper 0, ink 1), cut to the ink, at the crop's own resolution.
-function croppedInk(gray, config) {
-  const cropped = cropToInk(flattenLight(darkInk(gray), config.flatten), config);
+// preprocess._ink: float32 (paper 0, ink 1), cut to the ink, at the crop's own resolution; `check` first
+// throws CropError for a tiny crop or one without ink once flattened (preprocess.check_crop).
+function croppedInk(gray, config, check = false) {
+  const paper = flattenLight(darkInk(gray), config.flatten);
+  if (check) checkCrop(paper, config);
+  const cropped = cropToInk(paper, config);
   return { data: normalise(cropped, config), width: cropped.width, height: cropped.height };
 }
 
