@@ -1,12 +1,12 @@
 """Crop -> model input, in numpy/OpenCV only: the one function shared by training (on augmented crops) and
 serving, so that what the model sees at test time is what it saw in training.
 
-Steps: grayscale (dark ink on light paper, inverting if needed) -> flatten the paper's light (divide by a closing, so
-a shadow across the crop is not taken for ink) -> crop to the ink (Otsu) with a small margin -> keep aspect, resize to
-a fixed height (if
-the result would be wider than `max_width`, scale to fit and centre vertically) -> normalise so paper is 0
-and ink is 1 (per-image levels from the Otsu classes: photos differ in exposure, the model should not have to
-care) -> pad a batch to a common width, a multiple of the encoder stride, with 0 (= paper).
+Steps: grayscale (dark ink on light paper, inverting if needed) -> flatten the paper's light (divide by a closing,
+so that a shadow across the crop is not taken for ink) -> crop to the ink (Otsu) with a small margin -> keep
+aspect, resize to a fixed height (if the result would be wider than `max_width`, scale to fit and centre
+vertically) -> normalise so paper is 0 and ink is 1 (per-image levels from the Otsu classes: photos differ in
+exposure, the model should not have to care) -> pad a batch to a common width, a multiple of the encoder stride,
+with 0 (= paper).
 """
 
 from __future__ import annotations
