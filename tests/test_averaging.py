@@ -74,6 +74,17 @@ def test_checkpoints_of_other_architectures_or_vocabularies_are_refused() -> Non
         average_checkpoints([_checkpoint(0, "a"), other], [1, 1], ["a.pt", "b.pt"])
 
 
+def test_a_setting_an_older_checkpoint_leaves_out_counts_as_its_default() -> None:
+    older = _checkpoint(0, "a")
+    del older["model_config"]["preprocess"]["flatten"]  # written before the setting existed
+    averaged = average_checkpoints([older, _checkpoint(1, "a")], [1, 1], ["a.pt", "b.pt"])
+    assert averaged["model_config"]["preprocess"]["flatten"] == 0.5  # spelt out from now on
+    unflattened = _checkpoint(1, "a")
+    unflattened["model_config"]["preprocess"]["flatten"] = 0.0  # another input: not averaged
+    with pytest.raises(ValueError, match="b.pt: another architecture"):
+        average_checkpoints([_checkpoint(0, "a"), unflattened], [1, 1], ["a.pt", "b.pt"])
+
+
 def test_cli_writes_an_averaged_checkpoint_and_names_its_inputs(tmp_path: Path) -> None:
     paths = []
     for seed in (0, 1):

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from susik.models.recognizer import RecognizerConfig
+
 # What only the run that wrote a checkpoint can use: an average starts a new history.
 _RUN_ONLY = ("optimizer", "scheduler", "mlflow_run_id", "history")
 
@@ -58,9 +60,11 @@ def average_checkpoints(checkpoints: Sequence[Mapping[str, Any]], weights: Seque
     states = [checkpoint["model"] for checkpoint in checkpoints]
     model = average_states(states, weights)  # validates counts and weights first
     first = checkpoints[0]
+    # compared as parsed configs: a setting an older checkpoint does not spell out holds its default
+    config = RecognizerConfig.model_validate(first["model_config"])
     for name, checkpoint in zip(names, checkpoints):
-        if checkpoint["model_config"] != first["model_config"]:
-            raise ValueError(f"{name}: another architecture than {names[0]}")
+        if RecognizerConfig.model_validate(checkpoint["model_config"]) != config:
+            raise ValueError(f"{name}: another architecture or preprocessing than {names[0]}")
         if list(checkpoint["vocab"]) != list(first["vocab"]):
             raise ValueError(f"{name}: another vocabulary than {names[0]}")
     total = float(sum(weights))
@@ -73,7 +77,7 @@ def average_checkpoints(checkpoints: Sequence[Mapping[str, Any]], weights: Seque
         versions.update(checkpoint.get("data_versions", {}))
     averaged = {key: value for key, value in heaviest.items() if key not in _RUN_ONLY}
     averaged.update({
-        "model": model, "sources": list(sources.values()), "data_versions": versions, "best_metric": None,
+        "model": model, "model_config": config.model_dump(mode="json"), "sources": list(sources.values()), "data_versions": versions, "best_metric": None,
         "averaged_from": [
             {"checkpoint": name, "weight": round(weight / total, 6), "step": checkpoint.get("step"),
              "best_metric": checkpoint.get("best_metric"), "command": checkpoint.get("command", ""),
