@@ -77,7 +77,8 @@ def average_checkpoints(checkpoints: Sequence[Mapping[str, Any]], weights: Seque
         versions.update(checkpoint.get("data_versions", {}))
     averaged = {key: value for key, value in heaviest.items() if key not in _RUN_ONLY}
     averaged.update({
-        "model": model, "model_config": config.model_dump(mode="json"), "sources": list(sources.values()), "data_versions": versions, "best_metric": None,
+        "model": model, "model_config": config.model_dump(mode="json"), "sources": list(sources.values()),
+        "data_versions": versions, "best_metric": None,
         "averaged_from": [
             {"checkpoint": name, "weight": round(weight / total, 6), "step": checkpoint.get("step"),
              "best_metric": checkpoint.get("best_metric"), "command": checkpoint.get("command", ""),

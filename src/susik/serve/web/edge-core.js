@@ -148,7 +148,7 @@ function slide(src, width, height, radius, alongRows, better) {
 
 // preprocess.flatten_light: each pixel divided by the paper's light around it (a closing), in integers.
 function flattenLight(img, share) {
-  if (share <= 0) return img;
+  if (!(share > 0)) return img; // 0 (or a manifest without the setting): no flattening
   const { width, height } = img;
   const data = new Uint8Array(width * height);
   for (let y = 0; y < height; y++) {
@@ -158,7 +158,9 @@ function flattenLight(img, share) {
   const lighter = (a, b) => a > b, darker = (a, b) => a < b;
   const dilated = slide(slide(data, width, height, radius, true, lighter), width, height, radius, false, lighter);
   const background = slide(slide(dilated, width, height, radius, true, darker), width, height, radius, false, darker);
-  for (let i = 0; i < data.length; i++) data[i] = Math.min(255, Math.floor((data[i] * 255) / Math.max(background[i], 1)));
+  for (let i = 0; i < data.length; i++) {
+    data[i] = Math.min(255, Math.floor((data[i] * 255) / Math.max(background[i], 1)));
+  }
   return view(data, width, height);
 }
 
