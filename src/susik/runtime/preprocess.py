@@ -79,12 +79,19 @@ def dark_ink(gray: np.ndarray) -> np.ndarray:
 def check_crop(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> None:
     """Raise `CropError` for a crop the recognizer cannot read: too small, or with no visible ink once the
     paper's light is flattened (a shadow across blank paper is no formula)."""
+    _checked_paper(image, config)
+
+
+def _checked_paper(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """`_paper`, after `check_crop`'s checks."""
     height, width = image.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise CropError(f"image too small: {width}x{height} (need at least {MIN_SIDE} px a side)")
-    _, paper, ink = ink_levels(_paper(image, config))
-    if paper - ink < config.min_contrast:
+    paper = _paper(image, config)
+    _, paper_level, ink = ink_levels(paper)
+    if paper_level - ink < config.min_contrast:
         raise CropError("image is blank: no ink stands out from the background")
+    return paper
 
 
 def flatten_light(gray: np.ndarray, share: float) -> np.ndarray:
@@ -188,15 +195,21 @@ def resize_to_height(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPR
 
 
 def preprocess(image: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS,
-               width_scale: float = 1.0) -> np.ndarray:
+               width_scale: float = 1.0, check: bool = False) -> np.ndarray:
     """One crop (gray or BGR uint8) -> float32 (height, width) with paper 0 and ink 1; `width_scale` stretches
-    it sideways (the second look of `DecodeConfig.widen_below`)."""
-    return resize_to_height(_ink(image, config), config, width_scale)
+    it sideways (the second look of `DecodeConfig.widen_below`); `check` first raises `CropError` where
+    `check_crop` would, on the same flattened crop."""
+    paper = _checked_paper(image, config) if check else _paper(image, config)
+    return resize_to_height(_cut_to_ink(paper, config), config, width_scale)
 
 
 def _ink(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     """The crop as float (paper 0, ink 1), cut to its ink, at its own resolution."""
-    return normalise(crop_to_ink(_paper(image, config), config), config)
+    return _cut_to_ink(_paper(image, config), config)
+
+
+def _cut_to_ink(paper: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    return normalise(crop_to_ink(paper, config), config)
 
 
 def _paper(image: np.ndarray, config: PreprocessConfig) -> np.ndarray:

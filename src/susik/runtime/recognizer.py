@@ -32,7 +32,6 @@ from susik.runtime.decoding import (
 from susik.runtime.preprocess import (
     CropError,
     PreprocessConfig,
-    check_crop,
     pad_batch,
     preprocess,
     preprocess_thickened,
@@ -118,11 +117,9 @@ class OnnxRecognizer:
         prepared: dict[int, np.ndarray] = {}
         for index, image in enumerate(images):
             try:
-                check_crop(image, self.preprocess_config)
+                prepared[index] = preprocess(image, self.preprocess_config, check=True)
             except CropError:
                 results[index] = Hypothesis((), (), "empty")
-                continue
-            prepared[index] = preprocess(image, self.preprocess_config)
         for index, hypothesis in self._decode_all(prepared, beam).items():
             results[index] = hypothesis
         below, thin = self.decode.thicken_below, self.decode.thin_core_share
