@@ -16,7 +16,9 @@ from rich.table import Table
 
 from susik.data.corpus import load_corpus
 from susik.data.crops import CropDataset, CropReadError
+from susik.data.font_glyphs import HANDWRITING_FONT_PACKAGES, add_font_writers, installed_handwriting_fonts
 from susik.data.glyphs import GlyphBank, build_glyph_bank
+from susik.data.handwriting import HandwritingConfig
 from susik.data.handwriting_set import HandwrittenSetConfig, write_handwritten_set
 from susik.data.importers import ORIGINS, Origin, SourceError, read_crop_manifest, read_folder, run_import
 from susik.data.manifest import ManifestError, ManifestReader, PathStyle, find_manifest
@@ -195,9 +197,20 @@ def handwriting_command(
                                               "none are cut (--glyphs then gives only the labels to relabel; "
                                               "its images need not exist)")] = None,
     save_bank: Annotated[Path | None, typer.Option(help="also write the glyph bank here (.npz)")] = None,
+    fonts: Annotated[list[Path], typer.Option("--font", help="a handwriting font whose glyphs join the bank as "
+                                              "one more writer (repeatable; not saved with --save-bank)")] = [],  # noqa: B006
+    handwriting_fonts: Annotated[bool, typer.Option(help="also every installed font of susik's handwriting font "
+                                                    "list (Debian: apt-get install "
+                                                    + " ".join(HANDWRITING_FONT_PACKAGES) + ")")] = False,
+    font_share: Annotated[float, typer.Option(min=0, max=1, help="chance a formula is written in a font's hand, "
+                                              "where fonts are given")] = 0.3,
 ) -> None:
     """Write new handwritten formulas composed from real writers' glyphs (a crop manifest, kind handwritten)."""
     with _one_line_errors():
+        fonts = [*fonts, *(installed_handwriting_fonts() if handwriting_fonts else [])]
+        if handwriting_fonts and not fonts:
+            raise ValueError("--handwriting-fonts: none of susik's handwriting fonts is installed (Debian: "
+                             "apt-get install " + " ".join(HANDWRITING_FONT_PACKAGES) + ")")
         dataset = CropDataset(glyphs)
         if bank is not None:
             glyph_bank = GlyphBank.load(bank)
@@ -207,10 +220,14 @@ def handwriting_command(
         _print_bank(glyph_bank)
         if save_bank is not None:
             _say(f"glyph bank written to {glyph_bank.save(save_bank)}")
+        if fonts:
+            added = add_font_writers(glyph_bank, fonts)
+            _say(f"font writers: {len(fonts)} fonts, glyphs " + " ".join(f"{n}:{c}" for n, c in added.items()))
         labels = _labels(dataset)
         corpus = [line for path in formulas for line in load_corpus(path)]
         excluded = [latex for path in exclude for latex in _labels(CropDataset(path))]
-        config = HandwrittenSetConfig(count=count, relabel_share=relabel_share if corpus else 1.0)
+        config = HandwrittenSetConfig(count=count, relabel_share=relabel_share if corpus else 1.0,
+                                      writing=HandwritingConfig(font_writer=font_share if fonts else 0.0))
         with _progress("writing", count) as advance:
             stats = write_handwritten_set(glyph_bank, corpus, labels, out, config=config, seed=seed,
                                           exclude=excluded, on_item=advance)

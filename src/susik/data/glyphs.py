@@ -233,7 +233,15 @@ class GlyphBank:
 
     @property
     def writer_ids(self) -> list[int]:
-        """The source formulas that gave glyphs (each one writer's hand)."""
+        """The source formulas that gave glyphs (each one writer's hand), numbered from 0."""
+        return [who for who in self._all_writers() if who >= 0]
+
+    @property
+    def font_writer_ids(self) -> list[int]:
+        """The handwriting fonts that gave glyphs (`susik.data.font_glyphs`), numbered -1, -2, ..."""
+        return [who for who in self._all_writers() if who < 0]
+
+    def _all_writers(self) -> list[int]:
         if self._writer_ids is None:
             self._writer_ids = sorted({who for whos in self.writers.values() for who in whos})
         return self._writer_ids

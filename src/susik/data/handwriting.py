@@ -40,6 +40,8 @@ class HandwritingConfig(BaseModel):
     baseline_jitter: float = Field(0.08, ge=0, lt=0.5, description="in x-heights")
     one_writer: float = Field(0.6, ge=0, le=1, description="chance a formula keeps one writer's glyphs where "
                                                            "that writer wrote the symbol")
+    font_writer: float = Field(0.0, ge=0, le=1, description="chance a formula is written in one of the bank's "
+                                                             "handwriting fonts' hands, where the bank has any")
     script_scale: tuple[float, float] = Field((0.6, 0.78), description="scripts' size against their base")
     margin: float = Field(0.4, ge=0, description="white border, in x-heights")
     # A glyph bank of a few thousand formulas repeats its drawings; bending each copy a little makes every
@@ -240,7 +242,10 @@ class Writer:
         self.bank, self.config, self.rng = bank, config, rng
         self.pen = float(rng.uniform(*config.pen))
         self.writer: int | None = None
-        if rng.random() < config.one_writer and bank.writer_ids:
+        fonts = bank.font_writer_ids
+        if fonts and rng.random() < config.font_writer:  # no draw without fonts: older banks write as before
+            self.writer = fonts[int(rng.integers(len(fonts)))]
+        elif rng.random() < config.one_writer and bank.writer_ids:
             self.writer = bank.writer_ids[int(rng.integers(len(bank.writer_ids)))]
 
     def write(self, tokens: Sequence[str]) -> np.ndarray:

@@ -22,6 +22,7 @@ from susik.latex import detokenize, normalize
 
 SOURCE = "crohme-glyphs"
 LICENSE = "CC BY-NC-SA 3.0 (believed): glyphs cut from CROHME train; formulas from the given corpus"
+FONT_LICENSE = "; some glyphs from Debian handwriting fonts (SIL OFL 1.1, or GPL with the font exception)"
 _DIGITS = "0123456789"
 
 
@@ -94,6 +95,7 @@ def write_handwritten_set(bank: GlyphBank, corpus: Sequence[str], labels: Sequen
                          for text in exclude)
     stream = formula_stream(corpus, labels, bank, rng, config, excluded)
     images = out.parent / "images"
+    license = LICENSE + (FONT_LICENSE if bank.font_writer_ids else "")
     stats = WriteStats()
     with ManifestWriter(out) as writer:
         for number in range(config.count):
@@ -106,7 +108,7 @@ def write_handwritten_set(bank: GlyphBank, corpus: Sequence[str], labels: Sequen
                 path = numbered_image_path(images, number)
                 write_png(path, image)
                 writer.write(CropSample(image=str(path.resolve()), latex=detokenize(tokens), source=SOURCE,
-                                        license=LICENSE, kind="handwritten"))
+                                        license=license, kind="handwritten"))
                 stats.written += 1
                 break
             else:
