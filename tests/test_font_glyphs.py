@@ -60,6 +60,8 @@ def test_font_writers_join_the_bank_numbered_below_zero():
     assert added == {"DejaVuSans.ttf": 3}  # one name: the second copy reports over the first
     assert bank.font_writer_ids == [-2, -1] and bank.writer_ids == [0]
     assert bank.count("x") == 3 and bank.count(r"\alpha") == 2 and bank.count("=") == 1
+    add_font_writers(bank, [DEJAVU], symbols=["x"])  # more fonts number on below the ones held
+    assert bank.font_writer_ids == [-3, -2, -1]
 
 
 def test_a_file_that_is_no_font_is_named(tmp_path: Path):
@@ -140,3 +142,24 @@ def test_the_command_adds_given_fonts_and_refuses_to_find_none(tmp_path: Path, m
                                       "--count", "4", "--handwriting-fonts"])
     assert result.exit_code != 0
     assert "none of susik's handwriting fonts is installed" in result.output
+
+
+def test_a_saved_bank_keeps_its_font_writers(tmp_path: Path):
+    """A device run carries the bank, not the fonts: a bank saved with font writers writes the same set."""
+    manifest = _glyph_manifest(tmp_path / "glyphs")
+    bank = tmp_path / "bank.npz"
+
+    def write(out: Path, *options: str) -> list[tuple[str, str, np.ndarray]]:
+        result = CliRunner().invoke(app, ["data", "handwriting", "--glyphs", str(manifest), "--out", str(out),
+                                          "--count", "5", "--seed", "2", "--font-share", "1.0", *options])
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        return [(r["latex"], r["license"], cv2.imread(str(out.parent / r["image"]), cv2.IMREAD_GRAYSCALE))
+                for r in records]
+
+    with_fonts = write(tmp_path / "a" / "m.jsonl", "--font", str(DEJAVU), "--save-bank", str(bank))
+    assert GlyphBank.load(bank).font_writer_ids == [-1]
+    from_bank = write(tmp_path / "b" / "m.jsonl", "--bank", str(bank))
+    for (latex, license, image), (latex_again, license_again, image_again) in zip(with_fonts, from_bank, strict=True):
+        assert latex == latex_again and license == license_again and "SIL OFL" in license
+        assert np.array_equal(image, image_again)

@@ -196,14 +196,15 @@ def handwriting_command(
     bank: Annotated[Path | None, typer.Option(help="a glyph bank written by --save-bank: its glyphs are used and "
                                               "none are cut (--glyphs then gives only the labels to relabel; "
                                               "its images need not exist)")] = None,
-    save_bank: Annotated[Path | None, typer.Option(help="also write the glyph bank here (.npz)")] = None,
+    save_bank: Annotated[Path | None, typer.Option(help="also write the glyph bank here (.npz), font writers "
+                                                   "included")] = None,
     fonts: Annotated[list[Path], typer.Option("--font", help="a handwriting font whose glyphs join the bank as "
-                                              "one more writer (repeatable; not saved with --save-bank)")] = [],  # noqa: B006
+                                              "one more writer (repeatable)")] = [],  # noqa: B006
     handwriting_fonts: Annotated[bool, typer.Option(help="also every installed font of susik's handwriting font "
                                                     "list (Debian: apt-get install "
                                                     + " ".join(HANDWRITING_FONT_PACKAGES) + ")")] = False,
     font_share: Annotated[float, typer.Option(min=0, max=1, help="chance a formula is written in a font's hand, "
-                                              "where fonts are given")] = 0.3,
+                                              "where the bank has font writers")] = 0.3,
 ) -> None:
     """Write new handwritten formulas composed from real writers' glyphs (a crop manifest, kind handwritten)."""
     with _one_line_errors():
@@ -218,16 +219,16 @@ def handwriting_command(
             with _progress("cutting glyphs", len(dataset)) as advance:
                 glyph_bank = build_glyph_bank(_ticking(_labelled_canvases(dataset), advance))
         _print_bank(glyph_bank)
-        if save_bank is not None:
-            _say(f"glyph bank written to {glyph_bank.save(save_bank)}")
         if fonts:
             added = add_font_writers(glyph_bank, fonts)
             _say(f"font writers: {len(fonts)} fonts, glyphs " + " ".join(f"{n}:{c}" for n, c in added.items()))
+        if save_bank is not None:
+            _say(f"glyph bank written to {glyph_bank.save(save_bank)}")
         labels = _labels(dataset)
         corpus = [line for path in formulas for line in load_corpus(path)]
         excluded = [latex for path in exclude for latex in _labels(CropDataset(path))]
         config = HandwrittenSetConfig(count=count, relabel_share=relabel_share if corpus else 1.0,
-                                      writing=HandwritingConfig(font_writer=font_share if fonts else 0.0))
+                                      writing=HandwritingConfig(font_writer=font_share))
         with _progress("writing", count) as advance:
             stats = write_handwritten_set(glyph_bank, corpus, labels, out, config=config, seed=seed,
                                           exclude=excluded, on_item=advance)

@@ -90,18 +90,19 @@ def font_glyph(font: ImageFont.FreeTypeFont, character: str, missing: np.ndarray
 def add_font_writers(bank: GlyphBank, fonts: Sequence[Path],
                      symbols: Iterable[str] | None = None) -> dict[str, int]:
     """Adds each font's glyphs of `symbols` (default: every symbol of `SYMBOL_CHARACTERS`) to `bank` as one more
-    writer, numbered -1, -2, ... (the bank's own writers are source formulas, numbered from 0).
+    writer, numbered -1, -2, ... below any font writer it holds (its own writers are source formulas, from 0).
 
     -> glyphs added per font name. A font file that cannot be read raises `OSError` naming it."""
     wanted = [s for s in (symbols if symbols is not None else SYMBOL_CHARACTERS) if s in SYMBOL_CHARACTERS]
     added: dict[str, int] = {}
-    for index, path in enumerate(fonts):
+    first = len(bank.font_writer_ids) + 1
+    for index, path in enumerate(fonts, start=first):
         try:
             font = ImageFont.truetype(str(path), _EM)
         except OSError as error:
             raise OSError(f"{path}: not a font PIL can read ({error})") from error
         missing = _mask(font, _NOT_A_CHARACTER)
-        writer = -(index + 1)
+        writer = -index
         count = 0
         for symbol in wanted:
             glyph = font_glyph(font, SYMBOL_CHARACTERS[symbol], missing)
