@@ -54,6 +54,8 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) ->
     records = records[:limit]
     slices: dict[str, dict] = defaultdict(lambda: {"scores": [], "turn": 0})
     kind_right = kind_total = 0
+    # per kind of true region: how many, how many found, how many found and read exactly
+    by_kind: dict[str, dict[str, int]] = defaultdict(lambda: {"regions": 0, "found": 0, "read": 0})
     for record in records:
         image = load_image(folder / record["image"])
         if e2e:
@@ -68,9 +70,13 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) ->
         truth = [RegionTruth(r["polygon"] or r["quad"], r["latex"]) for r in record["regions"]]
         score = score_page(guesses, truth)
         for j, i in enumerate(score.match_of_truth):
+            tally = by_kind[record["regions"][j]["kind"]]
+            tally["regions"] += 1
             if i is not None:
                 kind_total += 1
                 kind_right += kinds[i] == record["regions"][j]["kind"]
+                tally["found"] += 1
+                tally["read"] += e2e and _exact(guesses[i].latex, truth[j].latex)
         for name in ["all", *record["conditions"]]:
             slices[name]["scores"].append(score)
             slices[name]["turn"] += orientation == record["orientation"]
@@ -83,7 +89,11 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) ->
         if e2e:
             table[name].update(e2e_exact=round(figures.e2e_exact, 4), e2e_recall=round(figures.e2e_recall, 4))
     overall = table.pop("all")
-    return {**overall, "kind_acc": round(kind_right / max(kind_total, 1), 4), "slices": dict(sorted(table.items()))}
+    kinds_table = {kind: {"regions": t["regions"], "found": round(t["found"] / t["regions"], 4),
+                          **({"read": round(t["read"] / t["regions"], 4)} if e2e else {})}
+                   for kind, t in sorted(by_kind.items())}
+    return {**overall, "kind_acc": round(kind_right / max(kind_total, 1), 4), "by_kind": kinds_table,
+            "slices": dict(sorted(table.items()))}
 
 
 def hme_check(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) -> dict:
