@@ -95,7 +95,7 @@ def write_handwritten_set(bank: GlyphBank, corpus: Sequence[str], labels: Sequen
                          for text in exclude)
     stream = formula_stream(corpus, labels, bank, rng, config, excluded)
     images = out.parent / "images"
-    license = LICENSE + (FONT_LICENSE if bank.font_writer_ids else "")
+    sample_license = LICENSE + (FONT_LICENSE if bank.font_writer_ids else "")
     stats = WriteStats()
     with ManifestWriter(out) as writer:
         for number in range(config.count):
@@ -108,7 +108,7 @@ def write_handwritten_set(bank: GlyphBank, corpus: Sequence[str], labels: Sequen
                 path = numbered_image_path(images, number)
                 write_png(path, image)
                 writer.write(CropSample(image=str(path.resolve()), latex=detokenize(tokens), source=SOURCE,
-                                        license=license, kind="handwritten"))
+                                        license=sample_license, kind="handwritten"))
                 stats.written += 1
                 break
             else:
