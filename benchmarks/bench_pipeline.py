@@ -76,7 +76,8 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) ->
                 kind_total += 1
                 kind_right += kinds[i] == record["regions"][j]["kind"]
                 tally["found"] += 1
-                tally["read"] += e2e and _exact(guesses[i].latex, truth[j].latex)
+                if e2e:
+                    tally["read"] += _exact(guesses[i].latex, truth[j].latex)
         for name in ["all", *record["conditions"]]:
             slices[name]["scores"].append(score)
             slices[name]["turn"] += orientation == record["orientation"]

@@ -100,7 +100,8 @@ def test_a_set_with_font_writers_says_so_in_its_licence(tmp_path: Path):
     add_font_writers(bank, [DEJAVU], symbols=["x", "1"])
     fonts = write_handwritten_set(bank, [], ["x + 1", "2 = x"], tmp_path / "fonts" / "m.jsonl", config=config)
     assert plain.written == fonts.written == 3
-    licences = {folder: {json.loads(line)["license"] for line in (tmp_path / folder / "m.jsonl").read_text().splitlines()}
+    licences = {folder: {json.loads(line)["license"]
+                         for line in (tmp_path / folder / "m.jsonl").read_text().splitlines()}
                 for folder in ("plain", "fonts")}
     assert all("fonts" not in text for text in licences["plain"])
     assert all("CC BY-NC-SA" in text and "SIL OFL" in text for text in licences["fonts"])

@@ -67,7 +67,8 @@ def _mask(font: ImageFont.FreeTypeFont, text: str) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def font_glyph(font: ImageFont.FreeTypeFont, character: str, missing: np.ndarray | None = None) -> np.ndarray | None:
+def font_glyph(font: ImageFont.FreeTypeFont, character: str,
+               missing: np.ndarray | None = None) -> np.ndarray | None:
     """The character as the bank keeps glyphs (uint8, dark ink on white, cut to its ink), redrawn as pen
     strokes; None where the font has no such glyph (`missing`: its drawing of a character it lacks)."""
     coverage = _mask(font, character)
