@@ -47,7 +47,7 @@ def test_forward_shapes_and_size_of_the_default_net():
 def test_targets_round_trip_through_postprocessing():
     quad = np.array([[40, 60], [240, 60], [240, 84], [40, 84]], float)
     tilted = np.array([[30, 150], [200, 120], [204, 150], [34, 180]], float)
-    kernel, mask, hand, kind_mask, _ = draw_targets([quad, tilted], (False, True), 256, 0.5)
+    kernel, mask, hand, kind_mask, *_ = draw_targets([quad, tilted], (False, True), 256, 0.5)
     assert mask.all() and kind_mask.sum() > kernel.sum() > 0
     page = postprocess(kernel, hand, np.eye(4)[0], 1.0, (256, 256), DetectParams())
     assert len(page.detections) == 2
@@ -69,21 +69,38 @@ def test_end_zones_cover_each_end_of_a_tilted_formula():
     assert all(np.ptp((zone - start) @ across).round(3) == 20.0 for zone in zones)
 
 
+def test_the_start_zone_comes_first_whichever_way_the_formula_runs():
+    quad = np.array([[50, 40], [250, 40], [250, 60], [50, 60]], float)
+    for points, start_x in ((quad, 50.0), (np.roll(quad, 2, axis=0), 250.0)):  # upright; turned half round
+        start_zone, end_zone = end_zones(points, inside=2.0)
+        assert abs(start_zone[:, 0].mean() - start_x) < abs(end_zone[:, 0].mean() - start_x)
+        assert np.ptp(start_zone[:, 0]).round(3) == 50.0  # two line heights in, half a line height out
+
+
+def test_start_zones_are_drawn_for_printed_formulas_only():
+    quad = np.array([[8, 24], [120, 24], [120, 40], [8, 40]], float)
+    *_, printed_starts = draw_targets([quad], (False,), 128, 0.5)
+    *_, handwritten_starts = draw_targets([quad], (True,), 128, 0.5)
+    assert printed_starts[:, :18].sum() > 0 and printed_starts[:, 25:].sum() == 0
+    assert handwritten_starts.sum() == 0
+
+
 def test_end_weight_makes_a_missed_formula_end_cost_more():
     quad = np.array([[8, 24], [120, 24], [120, 40], [8, 40]], float)
-    kernel, mask, hand, kind_mask, ends = draw_targets([quad], (False,), 128, 0.5)
+    targets = draw_targets([quad], (False,), 128, 0.5)
+    kernel, ends = targets[0], targets[4]
     assert ends[:, :10].sum() > 0 and ends[:, 25:50].sum() == 0  # near the start, not in the middle
     logits = torch.from_numpy(np.where(kernel > 0, 4.0, -4.0).astype(np.float32))
     logits[:, :10] = -4.0  # the kernel misses the formula's first glyph
-    batch = Batch(torch.zeros(1, 3, 128, 128), *(torch.from_numpy(m[None]) for m in (kernel, mask, hand, kind_mask, ends)),
-                  torch.tensor([0]))
+    batch = Batch(torch.zeros(1, 3, 128, 128), *(torch.from_numpy(m[None]) for m in targets), torch.tensor([0]))
     maps = torch.stack([logits, torch.zeros_like(logits)])[None]
 
-    def kernel_loss(ends_weight: float) -> float:
-        weights = LossWeights(kernel_ends=ends_weight)
+    def kernel_loss(ends_weight: float, starts_weight: float = 1.0) -> float:
+        weights = LossWeights(kernel_ends=ends_weight, kernel_starts=starts_weight)
         return float(detector_loss(maps, torch.zeros(1, 4), batch, weights)["bce"])
 
     assert kernel_loss(4.0) > 2.5 * kernel_loss(1.0)
+    assert kernel_loss(4.0, 3.0) > 2.0 * kernel_loss(4.0)  # the missed glyph lies in the start zone too
 
 
 def _page_file(tmp_path: Path) -> Path:
@@ -171,7 +188,8 @@ def test_loss_is_finite_on_a_page_without_formulas():
     page = PageRecord(cv2.imencode(".jpg", np.full((64, 64, 3), 200, np.uint8))[1].tobytes(), 0, (), ())
     sample = make_sample(page, SampleConfig(size=64), np.random.default_rng(0))
     batch = Batch(*(torch.from_numpy(getattr(sample, name)[None]) for name in
-                    ("image", "kernel", "kernel_mask", "handwritten", "kind_mask", "ends")), torch.tensor([0]))
+                    ("image", "kernel", "kernel_mask", "handwritten", "kind_mask", "ends", "starts")),
+                  torch.tensor([0]))
     maps, orientation = model(batch.images)
     losses = detector_loss(maps, orientation, batch, TrainDetectorConfig(train_pages=Path("x")).loss)
     assert all(torch.isfinite(value) for value in losses.values())

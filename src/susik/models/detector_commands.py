@@ -6,12 +6,15 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from susik.models.train_detector import TrainDetectorConfig
 
 _err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -28,7 +31,8 @@ def train_detector(
     out: Annotated[Path | None, typer.Option(help="run folder (overrides the config's `out`)")] = None,
     steps: Annotated[int | None, typer.Option(min=1, help="total steps (overrides the config)")] = None,
     init: Annotated[Path | None, typer.Option(help="warm-start from this checkpoint's weights with a fresh "
-                                              "optimiser and schedule (e.g. a bundled run's last.pt)")] = None,
+                                              "optimiser and schedule (a run's last.pt, or a bundle folder "
+                                              "such as models/detector, rebuilt into torch weights)")] = None,
 ) -> None:
     """Train the formula detector on synthetic pages (made first if the config's caches are missing)."""
     import yaml
@@ -44,8 +48,10 @@ def train_detector(
     updates = {key: value for key, value in (("out", out), ("steps", steps)) if value is not None}
     settings = settings.model_copy(update=updates)
     for given in (resume, init):
-        if given is not None and not given.is_file():
+        if given is not None and not given.is_file() and not (given is init and given.is_dir()):
             _fail(f"no checkpoint at {given}")
+    if init is not None and init.is_dir():
+        init = _checkpoint_from_bundle(init, settings)
     command = "susik " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     columns = (TextColumn("train detector"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
@@ -65,6 +71,28 @@ def train_detector(
         except (FileNotFoundError, ValueError) as error:
             _fail(str(error))
     typer.echo(f"best checkpoint: {best}")
+
+
+def _checkpoint_from_bundle(folder: Path, settings: TrainDetectorConfig) -> Path:
+    """`out/init_from_bundle.pt`: the bundled detector in `folder` rebuilt as a torch checkpoint, its
+    BatchNorms refitted to 64 samples of the training pages; saved so the run and its resumes start from it."""
+    import torch
+
+    from susik.models.detector_from_bundle import calibration_samples, detector_checkpoint_from_bundle
+    from susik.models.from_bundle import BundleImportError
+    from susik.models.train_detector import ensure_pages
+
+    try:
+        ensure_pages(settings.train_pages, settings.generate_train, None)
+        samples = calibration_samples(settings.train_pages, settings.sample, seed=settings.seed)
+        checkpoint = detector_checkpoint_from_bundle(folder, samples)
+    except (BundleImportError, FileNotFoundError, ValueError) as error:  # a missing record too
+        _fail(f"--init {folder}: {error}")
+    settings.out.mkdir(parents=True, exist_ok=True)
+    path = settings.out / "init_from_bundle.pt"
+    torch.save(checkpoint, path)
+    typer.echo(f"rebuilt {folder} (version {checkpoint['rebuilt_from']['version']}) as {path}")
+    return path
 
 
 def export_detector_command(

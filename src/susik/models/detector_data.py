@@ -14,7 +14,6 @@ net's map stride: the shrunk kernel of each formula, an ignore mask, and a handw
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -231,13 +230,14 @@ class Sample:
     handwritten: np.ndarray  # (S/2, S/2) float32 0/1
     kind_mask: np.ndarray  # (S/2, S/2) float32: 1 inside formulas
     ends: np.ndarray  # (S/2, S/2) float32: 1 near a formula's two ends (see `end_zones`)
+    starts: np.ndarray  # (S/2, S/2) float32: 1 where a printed formula starts (see `draw_targets`)
     orientation: int  # class index 0..3
 
 
-def read_pages(manifest: Path) -> list[PageRecord]:
+def read_pages(manifest: Path, limit: int | None = None) -> list[PageRecord]:
     folder = manifest.parent
     pages = []
-    for line in manifest.read_text(encoding="utf-8").splitlines():
+    for line in manifest.read_text(encoding="utf-8").splitlines()[:limit]:
         if not line.strip():
             continue
         record = json.loads(line)
@@ -305,10 +305,12 @@ def _jitter(image: np.ndarray, config: SampleConfig, rng: np.random.Generator) -
     return np.clip(image.astype(np.float32) * gain + lift, 0, 255).astype(np.uint8)
 
 
-def end_zones(polygon: np.ndarray) -> list[np.ndarray]:
-    """The two rectangles where a formula starts and ends: along its length from one line height inside each
-    end to half a line height past it, across its whole height. A formula's first or last glyph (a leading
-    minus, an italic letter beside the text) is where the detector most often cuts short or runs on."""
+def end_zones(polygon: np.ndarray, inside: float = 1.0) -> list[np.ndarray]:
+    """The two rectangles where a formula starts and ends, the start first: along its length from `inside`
+    line heights inside each end to half a line height past it, across its whole height. A formula's first or
+    last glyph (a leading minus, an italic letter beside the text) is where the detector most often cuts short
+    or runs on. The start is the end nearer the polygon's first point (regions list their points in reading
+    order from the top-left)."""
     rect = cv2.minAreaRect(np.asarray(polygon, np.float32))
     corners = cv2.boxPoints(rect).astype(np.float64)
     sides = [corners[1] - corners[0], corners[2] - corners[1]]
@@ -318,7 +320,9 @@ def end_zones(polygon: np.ndarray) -> list[np.ndarray]:
         return []
     along, across = long_side / w, short_side / h
     center = corners.mean(axis=0)
-    inner, outer = max(0.0, w / 2 - h), w / 2 + h / 2
+    if float((np.asarray(polygon[0], np.float64) - center) @ along) > 0:
+        along = -along  # point from the start towards the end
+    inner, outer = max(0.0, w / 2 - inside * h), w / 2 + h / 2
     zones = []
     for sign in (-1.0, 1.0):
         start, stop = center + sign * inner * along, center + sign * outer * along
@@ -327,17 +331,23 @@ def end_zones(polygon: np.ndarray) -> list[np.ndarray]:
     return zones
 
 
+# How far into a printed formula its start zone reaches, in line heights: a late start most often loses a
+# leading word (`\sin`, `\log`) or number (`10`), up to 1.3 line heights long on the tuning pages.
+START_REACH = 2.0
+
+
 def draw_targets(
     polygons: list[np.ndarray], handwritten: tuple[bool, ...], size: int, shrink: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Kernel, kernel mask, handwritten, kind mask and end-zone maps (size/2 square) for polygons in input
-    pixels."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kernel, kernel mask, handwritten, kind mask, end-zone and printed-start-zone maps (size/2 square) for
+    polygons in input pixels."""
     side = size // MAP_STRIDE
     kernel = np.zeros((side, side), np.float32)
     kernel_mask = np.ones((side, side), np.float32)
     hand = np.zeros((side, side), np.float32)
     kind_mask = np.zeros((side, side), np.float32)
     ends = np.zeros((side, side), np.float32)
+    starts = np.zeros((side, side), np.float32)
 
     def to_map(points: np.ndarray) -> np.ndarray:
         # input pixel-centre coords -> map pixel-centre coords, in 1/16 px for cv2's sub-pixel fill
@@ -350,9 +360,12 @@ def draw_targets(
             cv2.fillPoly(ends, [to_map(zone)], 1.0, cv2.LINE_8, 4)
         if is_hand:
             cv2.fillPoly(hand, [outline], 1.0, cv2.LINE_8, 4)
+        else:
+            for zone in end_zones(polygon, START_REACH)[:1]:
+                cv2.fillPoly(starts, [to_map(zone)], 1.0, cv2.LINE_8, 4)
         inner = offset_polygon(polygon, -shrink_distance(polygon, shrink))
         if inner is None or len(inner) < 3:
             cv2.fillPoly(kernel_mask, [outline], 0.0, cv2.LINE_8, 4)
             continue
         cv2.fillPoly(kernel, [to_map(inner)], 1.0, cv2.LINE_8, 4)
-    return kernel, kernel_mask, hand, kind_mask, ends
+    return kernel, kernel_mask, hand, kind_mask, ends, starts

@@ -6,10 +6,7 @@ the bundled model (`susik train recognizer --init models/recognizer`) instead of
 
 What comes back is the exported function, not the original weights: int8 weights are dequantised (one
 quantisation step of error, which fine-tuning absorbs), and each BatchNorm the export folded into its
-convolution is rebuilt around the fused weights. A BatchNorm in training mode normalises by the batch's own
-statistics, so merely setting it to the identity would change the function as soon as training starts;
-instead each one is given the mean and spread its convolution actually produces on real crops, so that it
-reproduces the fused convolution exactly in eval mode and closely in training mode.
+convolution is rebuilt around the fused weights and measured on real crops (`folded_batchnorm`).
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from onnx import numpy_helper
 from torch import Tensor, nn
 
 from susik.latex import Vocabulary
+from susik.models.folded_batchnorm import identity_norm_state, refit_batchnorm
 from susik.models.recognizer import ConvBN, Recognizer, RecognizerConfig
 from susik.models.registry import ModelRecord, load_record
 from susik.runtime.preprocess import pad_batch, preprocess
@@ -119,12 +117,8 @@ def _load_folded(model: Recognizer, state: dict[str, np.ndarray]) -> None:
     target = model.state_dict()
     loaded: dict[str, Tensor] = {}
     for name, conv_bn in _conv_bns(model).items():
-        eps = conv_bn[1].eps
         loaded[f"{name}.0.weight"] = torch.from_numpy(state.pop(f"{name}.0.weight"))
-        bias = torch.from_numpy(state.pop(f"{name}.0.bias"))
-        loaded.update({f"{name}.1.weight": torch.ones_like(bias), f"{name}.1.bias": bias,
-                       f"{name}.1.running_mean": torch.zeros_like(bias),
-                       f"{name}.1.running_var": torch.full_like(bias, 1.0 - eps)})
+        loaded.update(identity_norm_state(f"{name}.1", conv_bn[1], torch.from_numpy(state.pop(f"{name}.0.bias"))))
     for name, value in state.items():
         if name in target:
             loaded[name] = torch.from_numpy(value)
@@ -139,40 +133,19 @@ def _load_folded(model: Recognizer, state: dict[str, np.ndarray]) -> None:
     model.load_state_dict(loaded, strict=False)
 
 
-@torch.no_grad()
 def _calibrate_batchnorm(model: Recognizer, crops: Sequence[np.ndarray], batch_size: int = 16) -> None:
-    """Give each rebuilt BatchNorm the per-channel mean and variance of its convolution's output on `crops`,
-    keeping the function: gamma = sqrt(var + eps) and beta = mean + fused bias undo the normalisation."""
+    """Measure each rebuilt BatchNorm on `crops` (`folded_batchnorm.refit_batchnorm`)."""
     config = model.config.preprocess
-    conv_bns = _conv_bns(model)
-    # Per ConvBN: the sum and the sum of squares of each channel of its conv's output, and their count.
-    sums = {name: torch.zeros(2, conv_bn[0].out_channels, dtype=torch.float64) for name, conv_bn in conv_bns.items()}
-    counts = dict.fromkeys(conv_bns, 0)
-    hooks = []
-    for name, conv_bn in conv_bns.items():
-        def record(_: nn.Module, __: Any, output: Tensor, name: str = name) -> None:
-            flat = output.double().transpose(0, 1).flatten(1)  # (C, B*H*W)
-            sums[name] += torch.stack([flat.sum(1), (flat * flat).sum(1)])
-            counts[name] += flat.shape[1]
-        hooks.append(conv_bn[0].register_forward_hook(record))
     model.eval()
     prepared = sorted((preprocess(crop, config) for crop in crops), key=lambda image: image.shape[1])
-    try:
+
+    def feed() -> None:
         # Width-sorted padded batches, as training buckets them: the statistics a training batch will see.
         for start in range(0, len(prepared), batch_size):
             batch, _ = pad_batch(prepared[start : start + batch_size], config)
             model.encoder(torch.from_numpy(batch))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    for name, conv_bn in conv_bns.items():
-        mean, mean_square = sums[name] / counts[name]
-        var = torch.clamp(mean_square - mean * mean, min=1e-6)
-        norm = conv_bn[1]
-        norm.bias.copy_((mean + norm.bias.double()).float())
-        norm.weight.copy_(torch.sqrt(var + norm.eps).float())
-        norm.running_mean.copy_(mean.float())
-        norm.running_var.copy_(var.float())
+
+    refit_batchnorm({name: conv_bn[1] for name, conv_bn in _conv_bns(model).items()}, feed)
 
 
 def checkpoint_from_bundle(folder: Path, calibration: Sequence[np.ndarray]) -> dict[str, Any]:

@@ -36,6 +36,9 @@ class LossWeights(BaseModel):
     kernel_bce: float = 1.0
     kernel_ends: float = Field(1.0, ge=1.0, description="kernel BCE weight near a formula's two ends (1: as "
                                "elsewhere; see `detector_data.end_zones`)")
+    kernel_starts: float = Field(1.0, ge=1.0, description="kernel BCE weight where a printed formula starts, "
+                                 "from `detector_data.START_REACH` line heights inside (1: no extra weight; "
+                                 "multiplies `kernel_ends` where the zones overlap)")
     kernel_dice: float = 1.0
     kind: float = 0.5
     orientation: float = 0.5
@@ -82,6 +85,7 @@ class Batch:
     handwritten: torch.Tensor
     kind_mask: torch.Tensor
     ends: torch.Tensor
+    starts: torch.Tensor
     orientation: torch.Tensor
 
 
@@ -93,15 +97,16 @@ def make_batch(pages: list[PageRecord], config: TrainDetectorConfig, step: int) 
         return torch.from_numpy(np.stack([getattr(s, name) for s in samples]))
 
     return Batch(stack("image"), stack("kernel"), stack("kernel_mask"), stack("handwritten"), stack("kind_mask"),
-                 stack("ends"), torch.tensor([s.orientation for s in samples]))
+                 stack("ends"), stack("starts"), torch.tensor([s.orientation for s in samples]))
 
 
 def detector_loss(maps: torch.Tensor, orientation: torch.Tensor, batch: Batch, weights: LossWeights) -> dict[str, torch.Tensor]:
-    """Balanced BCE (hard negatives at 3:1; `kernel_ends` times heavier near a formula's ends) + dice on the
+    """Balanced BCE (hard negatives at 3:1; heavier near a formula's ends and a printed one's start) + dice on the
     kernel, BCE on kind inside formulas, CE on orientation."""
     kernel_logit, kind_logit = maps[:, 0], maps[:, 1]
     target, mask = batch.kernel, batch.kernel_mask
-    weight = mask * (1 + (weights.kernel_ends - 1) * batch.ends)
+    weight = (mask * (1 + (weights.kernel_ends - 1) * batch.ends)
+              * (1 + (weights.kernel_starts - 1) * batch.starts))
     bce = F.binary_cross_entropy_with_logits(kernel_logit, target, reduction="none") * weight
     positive = target * mask
     n_pos = int(positive.sum().item())
