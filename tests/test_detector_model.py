@@ -132,6 +132,22 @@ def test_quarter_turned_samples_carry_their_orientation_and_targets(tmp_path):
     assert len(seen) >= 2
 
 
+def test_zoomed_samples_show_formulas_larger(tmp_path):
+    (page,) = read_pages(_page_file(tmp_path))
+
+    def kernel_width(config: SampleConfig) -> int:
+        sample = make_sample(page, config, np.random.default_rng(0))
+        return int(np.ptp(np.nonzero(sample.kernel)[1]))
+
+    plain = SampleConfig(size=320, scale=(1.0, 1.0), quarter_turn_share=0.0, focus_share=1.0)
+    zoomed = plain.model_copy(update={"zoom_share": 1.0, "zoom": (2.0, 2.0)})
+    assert abs(kernel_width(zoomed) - 2 * kernel_width(plain)) <= 2
+    # no zoom drawn at share 0: an older config's samples come out as before
+    never = plain.model_copy(update={"zoom": (2.0, 2.0)})
+    assert np.array_equal(make_sample(page, never, np.random.default_rng(1)).image,
+                          make_sample(page, plain, np.random.default_rng(1)).image)
+
+
 def test_a_few_steps_reduce_the_loss_and_checkpoints_resume(tmp_path):
     manifest = _page_file(tmp_path)
     config = TrainDetectorConfig(

@@ -206,6 +206,10 @@ class SampleConfig(BaseModel):
 
     size: int = Field(416, ge=64, description="square training crop (a multiple of 32)")
     scale: tuple[float, float] = Field((0.7, 1.0), description="page rescale range before cropping")
+    # A student photographs one problem from close by: its text is two or three times the size it has on a
+    # whole-page photo, and a detector that never saw text that large took Korean words for formulas.
+    zoom_share: float = Field(0.0, ge=0, le=1, description="pages rescaled within `zoom` instead of `scale`")
+    zoom: tuple[float, float] = Field((1.6, 3.2), description="rescale range of a close-up (zoomed) page")
     quarter_turn_share: float = Field(0.6, ge=0, le=1, description="pages given an extra random quarter turn")
     # Pages are filled from the top and formulas cover a few percent of them: a uniform crop often holds
     # none, and the kernel head learned nothing in 175 steps that way (measured). Most crops hold one.
@@ -260,7 +264,8 @@ def make_sample(page: PageRecord, config: SampleConfig, rng: np.random.Generator
         polygons = [rotate_quarter_points(p, width, height, turns) for p in polygons]
         image = np.ascontiguousarray(np.rot90(image, k=-turns))  # k < 0: clockwise, as the points
         orientation = (orientation + 90 * turns) % 360
-    scale = float(rng.uniform(*config.scale))
+    zoomed = config.zoom_share > 0 and rng.random() < config.zoom_share  # no draw at 0: older runs replay
+    scale = float(rng.uniform(*(config.zoom if zoomed else config.scale)))
     height, width = image.shape[:2]
     image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                        interpolation=cv2.INTER_AREA)
