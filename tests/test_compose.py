@@ -1,4 +1,5 @@
 import itertools
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -261,6 +262,12 @@ def test_korean_text_renders_with_a_shared_baseline():
     assert korean.ascent == number.ascent
     assert (korean.mask > 128).sum() > 200
     assert korean.mask.shape[1] > 10 * 24 * 0.6
+
+
+def test_only_the_fonts_nanum_faces_write_page_text(tmp_path):
+    for name in ("NanumGothic.ttf", "NanumMyeongjo.ttf", "NanumBrush.ttf", "NanumGothicCoding.ttf", "Other.ttf"):
+        (tmp_path / name).write_bytes(b"")
+    assert [Path(p).name for p in textlines.print_fonts(tmp_path)] == ["NanumGothic.ttf", "NanumMyeongjo.ttf"]
 
 
 def test_missing_fonts_fall_back_with_a_warning():

@@ -7,16 +7,24 @@ so segments of one font size share a baseline at row `ascent` and line up when p
 
 from __future__ import annotations
 
-import glob
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-FONT_GLOB = "/usr/share/fonts/truetype/nanum/*.ttf"
+FONT_DIR = Path("/usr/share/fonts/truetype/nanum")
+# The faces of Debian's fonts-nanum, which set-up installs (its coding faces left out). The optional
+# fonts-nanum-extra puts 21 more in the same folder, handwriting among them: taking whatever is there would
+# change the pages a seed makes from one machine to the next.
+PRINT_FONTS = (
+    "NanumBarunGothic.ttf", "NanumBarunGothicBold.ttf", "NanumGothic.ttf", "NanumGothicBold.ttf",
+    "NanumMyeongjo.ttf", "NanumMyeongjoBold.ttf", "NanumSquareB.ttf", "NanumSquareR.ttf",
+    "NanumSquareRoundB.ttf", "NanumSquareRoundR.ttf",
+)
 
 KOREAN_SENTENCES: tuple[str, ...] = (
     "다음 식을 간단히 하시오.",
@@ -123,10 +131,15 @@ def around_formula(rng: np.random.Generator, korean_share: float = 0.8) -> tuple
     return pool[int(rng.integers(len(pool)))]
 
 
+def print_fonts(folder: Path) -> tuple[str, ...]:
+    """Paths of the `PRINT_FONTS` present in `folder`, sorted."""
+    return tuple(sorted(str(folder / name) for name in PRINT_FONTS if (folder / name).is_file()))
+
+
 @lru_cache(maxsize=1)
 def font_paths() -> tuple[str, ...]:
-    """Installed Nanum fonts (sorted); empty when fonts-nanum is absent."""
-    return tuple(sorted(path for path in glob.glob(FONT_GLOB) if "Coding" not in path))
+    """Installed fonts-nanum faces (sorted); empty when fonts-nanum is absent."""
+    return print_fonts(FONT_DIR)
 
 
 @lru_cache(maxsize=256)
