@@ -19,6 +19,7 @@ BENCHMARKS = [
     ("bench_recognizer_quality.py", []),
     ("bench_pipeline.py", []),
     ("bench_detector_ends.py", []),
+    ("bench_closeups.py", []),
     ("bench_serve.py", []),
 ]
 
