@@ -41,13 +41,13 @@ def _convs_in_execution_order(model: FormulaDetector) -> list[str]:
     return order
 
 
-def _norm_after(model: FormulaDetector, conv_name: str) -> tuple[str, nn.BatchNorm2d] | None:
+def _norm_after(modules: dict[str, nn.Module], conv_name: str) -> tuple[str, nn.BatchNorm2d] | None:
     """The BatchNorm that follows `conv_name` in its Sequential (`x.0` -> `x.1`), if any."""
     parent, _, index = conv_name.rpartition(".")
     if not index.isdigit():
         return None
     name = f"{parent}.{int(index) + 1}"
-    module = dict(model.named_modules()).get(name)
+    module = modules.get(name)
     return (name, module) if isinstance(module, nn.BatchNorm2d) else None
 
 
@@ -60,6 +60,7 @@ def _load_folded(model: FormulaDetector, graph: onnx.GraphProto) -> None:
         raise BundleImportError(f"the bundle has {len(conv_nodes)} convolutions, the model {len(order)}: "
                                 "was it exported from another architecture?")
     target = model.state_dict()
+    modules = dict(model.named_modules())
     loaded: dict[str, Tensor] = {}
     for conv_name, node in zip(order, conv_nodes, strict=True):
         weight = torch.from_numpy(initializers[node.input[1]].astype(np.float32))
@@ -68,7 +69,7 @@ def _load_folded(model: FormulaDetector, graph: onnx.GraphProto) -> None:
             raise BundleImportError(f"{conv_name}: weight {tuple(weight.shape)} in the bundle, "
                                     f"{tuple(target[f'{conv_name}.weight'].shape)} in the model")
         loaded[f"{conv_name}.weight"] = weight
-        norm = _norm_after(model, conv_name)
+        norm = _norm_after(modules, conv_name)
         if norm is not None and bias is not None:  # a fused conv + BatchNorm
             loaded.update(identity_norm_state(norm[0], norm[1], bias))
         elif bias is not None:
