@@ -1,16 +1,19 @@
 """The detector on close-up photos, where text is larger than on a whole worksheet. Prints figures; it is not a test.
 
-A student photographs one problem from close by, so its text reaches the detector two or three times as large
-as on a whole-page photo. Two checks:
+A student photographs one problem from close by, so its text reaches the detector two to four times as large
+as on a whole-page photo. Three checks:
 
 - text only: lines of Korean and English sentences (not the page generator's own) in each installed Nanum font,
   at several text heights as the detector sees them, on grey paper with noise: every region found is false;
-- close-ups: a window of 35-55% of a held-out page's width around one of its formulas (the pipeline enlarges it
-  to the detector's long side): recall of the formulas wholly inside at IoU 0.5, and regions found that match
-  none of them and do not lie on a formula the window cuts.
+- close-ups: a window of 35-55% of a held-out page's width around one of its formulas, cut at the page's own
+  pixels (the detector sees it about 1.4x as large as the whole page): recall of the formulas wholly inside at
+  IoU 0.5, and regions found that match none of them and do not lie on a formula the window cuts;
+- photographed: windows of 30-50% of the width enlarged to 1600 px wide, as a phone photo of that part of the
+  sheet fills the frame (2-3.5x as large as the whole page at the detector's input); the same figures.
 
     .venv/bin/python benchmarks/bench_closeups.py
     .venv/bin/python benchmarks/bench_closeups.py --detector runs/x/export/detector --limit 100
+    .venv/bin/python benchmarks/bench_closeups.py --param closeup_letters_above=0    # without the shrinking
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 import typer
 
 from susik.eval.detect_match import match_regions
-from susik.runtime.detector import OnnxDetector
+from susik.runtime.detector import DetectParams, OnnxDetector
 from susik.runtime.image_io import load_image
 
 FONT_DIR = Path("/usr/share/fonts/truetype/nanum")
@@ -73,7 +76,10 @@ def _inside(points: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
                 and (points[:, 1] < y1).all())
 
 
-def closeups(model: OnnxDetector, pages: Path, limit: int | None, seed: int) -> dict:
+def closeups(model: OnnxDetector, pages: Path, limit: int | None, seed: int, widths: tuple[float, float] = (0.35, 0.55),
+             photo_width: int | None = None) -> dict:
+    """Windows of `widths` of a page's width around one of its formulas; `photo_width` enlarges each window to
+    that many pixels wide, as a phone photo of that part of the sheet fills the frame."""
     rng = np.random.default_rng(seed)
     records = [json.loads(line) for line in pages.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
     whole = matched = extra = windows = 0
@@ -84,15 +90,19 @@ def closeups(model: OnnxDetector, pages: Path, limit: int | None, seed: int) -> 
         height, width = image.shape[:2]
         target = record["regions"][int(rng.integers(len(record["regions"])))]
         centre = np.asarray(target["quad"], float).mean(axis=0)
-        w = int(width * rng.uniform(0.35, 0.55))
+        w = int(width * rng.uniform(*widths))
         h = int(0.6 * w)
         x0 = int(np.clip(centre[0] - w * rng.uniform(0.3, 0.7), 0, max(0, width - w)))
         y0 = int(np.clip(centre[1] - h * rng.uniform(0.3, 0.7), 0, max(0, height - h)))
         x1, y1 = min(width, x0 + w), min(height, y0 + h)
+        zoom = 1.0 if photo_width is None else photo_width / (x1 - x0)
+        window = image[y0:y1, x0:x1]
+        if zoom != 1.0:
+            window = cv2.resize(window, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
         polygons = [np.asarray(r["polygon"] or r["quad"], float) for r in record["regions"]]
-        full = [p - (x0, y0) for p in polygons if _inside(p, x0, y0, x1, y1)]
-        cut = [p - (x0, y0) for p in polygons if not _inside(p, x0, y0, x1, y1)]
-        found = [d.polygon for d in model([image[y0:y1, x0:x1]])[0].detections]
+        full = [(p - (x0, y0)) * zoom for p in polygons if _inside(p, x0, y0, x1, y1)]
+        cut = [(p - (x0, y0)) * zoom for p in polygons if not _inside(p, x0, y0, x1, y1)]
+        found = [d.polygon for d in model([window])[0].detections]
         pairs = match_regions(found, full)
         paired = {guess for guess, _, _ in pairs}
         for index, polygon in enumerate(found):
@@ -115,15 +125,21 @@ def main(
     limit: Annotated[int | None, typer.Option(help="close-ups from at most this many pages")] = 200,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads")] = 2,
     seed: Annotated[int, typer.Option(help="draws the text, windows and fonts' order")] = 0,
+    param: Annotated[list[str] | None, typer.Option(help="override a detector param: NAME=VALUE (repeatable)")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the figures to this JSON file")] = None,
 ) -> None:
     model = OnnxDetector.load(detector, threads=threads)
+    if param:
+        overrides = dict(item.split("=", 1) for item in param)
+        model.params = DetectParams.model_validate({**model.params.model_dump(), **overrides})
     clock = time.perf_counter()
     report: dict = {"text_only": text_only(model, seed)}
     print(json.dumps({"text_only": report["text_only"]}))
     if pages.is_file():
         report["closeups"] = closeups(model, pages, limit, seed)
         print(json.dumps({"closeups": report["closeups"]}))
+        report["photographed"] = closeups(model, pages, limit, seed, widths=(0.3, 0.5), photo_width=1600)
+        print(json.dumps({"photographed": report["photographed"]}))
     else:
         print(f"no page manifest at {pages}: close-ups skipped (see bench_pipeline.py for how to make it)")
     report["seconds"] = round(time.perf_counter() - clock, 1)

@@ -36,6 +36,9 @@ def test_split_typeset_label_leaves_other_lines_alone(line):
     ("(1)", "(1)", ""),  # a region that holds the label alone
     ("10)", "10)", ""),
     (r"\text{D.}", "D.", ""),
+    (r"2.\frac{1}{a^2}+\frac{2}{b^2}", "2.", r"\frac{1}{a^2}+\frac{2}{b^2}"),
+    ("1.AC=BC=1", "1.", "AC=BC=1"),
+    ("7 . x-y-15=0", "7.", "x-y-15=0"),
 ])
 def test_split_reading_label_takes_typeset_and_bare_labels_off(reading, label, rest):
     assert split_reading_label(reading) == (label, rest)
@@ -43,7 +46,7 @@ def test_split_reading_label_takes_typeset_and_bare_labels_off(reading, label, r
 
 @pytest.mark.parametrize("reading", [
     "x+1", "(1)^{-1}", "(1)+(2)=3", "(1)=1", r"(2)\cdot 3", r"(3)\times(4)", "1.5+x", "(x)y", "(12)'",
-    r"f(x)=1)", r"\text{PA}x", "(0)=2",
+    r"f(x)=1)", r"\text{PA}x", "(0)=2", r"1.\overline{3}", r"1.\dot{6}", r"1.\ldots", "2. 5", "3.,4", "1.",
 ])
 def test_split_reading_label_leaves_formulas_alone(reading):
     assert split_reading_label(reading) == (None, reading)

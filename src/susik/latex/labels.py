@@ -13,8 +13,14 @@ import re
 
 _LABEL = r"[A-Ea-e][.)]|\([A-Ea-e1-9][0-9]?\)|[1-9][0-9]?[.)]\.?|I{1,3}\)\.?|IV\)\.?"
 _TYPESET = re.compile(rf"^\\text\s*\{{\s*(?P<label>{_LABEL})\s*\}}\s*(?P<rest>.*)$", re.DOTALL)
-# "1) ..." closes a bracket nothing opened: never the start of a formula. ("1." is not taken: a decimal.)
+# "1) ..." closes a bracket nothing opened: never the start of a formula.
 _BARE_CLOSING = re.compile(r"^(?P<label>[1-9][0-9]?\s*\))\s*(?P<rest>.*)$", re.DOTALL)
+# "1. ..." is a label when what follows is no decimal's digits, repeating mark or ellipsis: `2.\frac{1}{a}`,
+# `1.AC=BC`, but `1.5`, `1.\overline{3}` and `1.\ldots` stay formulas. (4 of 38k im2latex lines start so, all
+# labels.)
+_BARE_DOTTED = re.compile(
+    r"^(?P<label>[1-9][0-9]?\s*\.)\s*(?P<rest>(?![0-9.,\s]|\\(?:overline|dot|ddot|dots|ldots|cdots)(?![A-Za-z])).+)$",
+    re.DOTALL)
 # "(1) ..." is a label unless what follows makes it a factor or an operand: (1)^2, (1)+(2), (1)=1.
 _OPERAND_NEXT = r"[\^_'=+\-*/<>,.)!|:;]|\\(?:cdot|times|div|pm|mp|le|leq|leqslant|ge|geq|geqslant|ne|neq)(?![A-Za-z])"
 # A formula, then one comma, full stop or semicolon: not after another stop (an ellipsis, `1,2,...`) or a
@@ -37,7 +43,7 @@ def split_reading_label(latex: str) -> tuple[str | None, str]:
 
     The formula may be empty: the region held the label alone."""
     text = latex.strip()
-    for pattern in (_TYPESET, _BARE_CLOSING, _BARE_PARENS):
+    for pattern in (_TYPESET, _BARE_CLOSING, _BARE_PARENS, _BARE_DOTTED):
         found = pattern.match(text)
         if found is not None:
             return re.sub(r"\s+", "", found["label"]), found["rest"].strip()

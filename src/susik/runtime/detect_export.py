@@ -181,7 +181,12 @@ def model_card(record: DetectorRecord) -> str:
          f"{sum(e.bytes for e in record.files.values()) / 1e6:.2f} MB."),
         (f"- Input: the page downscaled to long side {params.long_side}"
          + (f" (a photo with a short side under {params.min_short_side} px enlarged to it)" if params.min_short_side
-            else " (never upscaled)") + f", {record.input}."),
+            else " (never upscaled)") + f", {record.input}."
+         + (f" A close-up, whose letters reach the net over {params.closeup_letters_above:g} px tall "
+            "(`detector.letter_height`: the ink's letter-like connected components, 75th percentile), is detected "
+            f"at the long side that makes them {params.closeup_letters_to:g} px (at least "
+            f"{params.closeup_min_long_side}), as tall as on the whole worksheets the net learnt."
+            if params.closeup_letters_above > 0 else "")),
         (f"- Postprocessing: kernel > {params.kernel_threshold}, blobs with mean probability > "
          f"{params.box_threshold}, grown back by the exact inverse of the training shrink ({params.shrink}); "
          f"handwritten when the mean handwritten probability > {params.handwritten_threshold}"

@@ -71,6 +71,12 @@ class DetectParams(BaseModel):
                                      "heights past each end of a region: regions on real photos stop short of the "
                                      "line's first and last strokes")
     crop_margin_across: float = Field(0.0, ge=0, le=2, description="and this many line heights above and below it")
+    closeup_letters_above: float = Field(
+        0.0, ge=0, description="a page whose letters reach the net taller than this many input pixels is a close-up "
+        "(`letter_height`): it is detected again at a long side that makes them `closeup_letters_to` tall. The net "
+        "learnt whole worksheets and takes the large Korean words of a close-up for formulas (0: off)")
+    closeup_letters_to: float = Field(12.0, gt=0, description="a close-up's letters are brought to this height")
+    closeup_min_long_side: int = Field(320, ge=64, description="a close-up is never shrunk below this long side")
 
 
 # --- shrink / unclip geometry (training draws targets with `shrink_distance`; serving inverts it) -------
@@ -124,8 +130,8 @@ def input_scale(width: int, height: int, long_side: int, min_short_side: int = 0
     return min(fit, max(1.0, min_short_side / min(height, width)))
 
 
-def preprocess(image: np.ndarray, long_side: int, min_short_side: int = 0) -> tuple[np.ndarray, float]:
-    """(1, 3, H, W) float32 net input and the scale from original to input pixels."""
+def fit_input(image: np.ndarray, long_side: int, min_short_side: int = 0) -> tuple[np.ndarray, float]:
+    """The page as BGR uint8 at the net's input size, and the scale from original to input pixels."""
     bgr = to_bgr(image)
     height, width = bgr.shape[:2]
     scale = input_scale(width, height, long_side, min_short_side)
@@ -134,6 +140,51 @@ def preprocess(image: np.ndarray, long_side: int, min_short_side: int = 0) -> tu
         bgr = downscale(bgr, size)
     elif scale > 1.0:
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+    return bgr, scale
+
+
+def preprocess(image: np.ndarray, long_side: int, min_short_side: int = 0) -> tuple[np.ndarray, float]:
+    """(1, 3, H, W) float32 net input and the scale from original to input pixels."""
+    bgr, scale = fit_input(image, long_side, min_short_side)
+    return normalise_padded(bgr), scale
+
+
+# Ink is darker than the mean of the square around it by this many grey levels; the square's side in pixels.
+INK_CONTRAST, INK_WINDOW = 12, 101
+
+
+def ink_mask(gray: np.ndarray) -> np.ndarray:
+    """uint8 1 where a pixel is INK_CONTRAST darker than the mean of the INK_WINDOW square around it (edges
+    replicated). Integer sums and comparisons only, so the browser (edge-page.js `inkMask`) agrees bit for bit."""
+    sums = cv2.boxFilter(gray, cv2.CV_32S, (INK_WINDOW, INK_WINDOW), normalize=False, borderType=cv2.BORDER_REPLICATE)
+    return ((gray.astype(np.int32) + INK_CONTRAST) * (INK_WINDOW * INK_WINDOW) <= sums).astype(np.uint8)
+
+
+def letter_height(bgr: np.ndarray) -> float:
+    """How tall a page's letters are, in its pixels: the 75th percentile of the heights of the ink's
+    letter-like connected components (8-connected; at least 5 px tall and a quarter as wide, at most 3x as wide
+    as tall and a quarter of the page's height, filling at least 12% of their box: not the pieces of a ruled or
+    squared paper's lines); 0 with fewer than ten of them (a line of cursive handwriting, a blank page). The components of a word of text are its letters (or a Hangul syllable's
+    parts), so the figure grows with the text's size, whatever the formulas' size."""
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink_mask(gray), connectivity=8)
+    widths, heights, areas = (stats[1:, i].astype(np.int64) for i in (2, 3, 4))
+    letters = (heights >= 5) & (4 * widths >= heights) & (widths <= 3 * heights) & (4 * heights <= gray.shape[0]) \
+        & (100 * areas >= 12 * widths * heights)
+    return float(np.percentile(heights[letters], 75)) if letters.sum() >= 10 else 0.0
+
+
+def page_input(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, float]:
+    """The net input of a page and its scale; a close-up (see `DetectParams.closeup_letters_above`) is shrunk
+    until its letters are `closeup_letters_to` tall, as on the whole worksheets the net learnt."""
+    bgr, scale = fit_input(image, params.long_side, params.min_short_side)
+    if params.closeup_letters_above > 0:
+        letters = letter_height(bgr)
+        if letters > params.closeup_letters_above:
+            factor = params.closeup_letters_to / letters
+            long_side = max(params.closeup_min_long_side, int(max(bgr.shape[:2]) * factor) // STRIDE * STRIDE)
+            if long_side < max(bgr.shape[:2]):
+                bgr, scale = fit_input(image, long_side)
     return normalise_padded(bgr), scale
 
 
@@ -295,7 +346,7 @@ Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # input -> (maps
 def detect_page(image: np.ndarray, run: Runner, params: DetectParams) -> PageDetections:
     """Preprocess, run the net (`run` returns probabilities), postprocess: one page."""
     height, width = image.shape[:2]
-    tensor, scale = preprocess(image, params.long_side, params.min_short_side)
+    tensor, scale = page_input(image, params)
     maps, orientation = run(tensor)
     valid_h = -(-round(height * scale) // MAP_STRIDE)
     valid_w = -(-round(width * scale) // MAP_STRIDE)

@@ -639,6 +639,7 @@ const LABEL_PATTERNS = [
   new RegExp(String.raw`^\\text\s*\{\s*(?<label>${LABEL})\s*\}\s*(?<rest>.*)$`, "s"),
   new RegExp(String.raw`^(?<label>[1-9][0-9]?\s*\))\s*(?<rest>.*)$`, "s"),
   new RegExp(String.raw`^(?<label>\(\s*(?:[1-9][0-9]?|[A-E])\s*\))\s*(?<rest>(?!${OPERAND_NEXT}).*)$`, "s"),
+  new RegExp(String.raw`^(?<label>[1-9][0-9]?\s*\.)\s*(?<rest>(?![0-9.,\s]|\\(?:overline|dot|ddot|dots|ldots|cdots)(?![A-Za-z])).+)$`, "s"),
 ];
 
 // --- and strip_sentence_punctuation: a sentence's comma, full stop or semicolon read after it ---

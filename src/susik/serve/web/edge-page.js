@@ -133,18 +133,79 @@ export function detectorInput(image, longSide, minShortSide = 0) {
     }
   }
   return {
-    tensor, height: h, width: w, scale,
+    tensor, height: h, width: w, scale, resized,
     validHeight: Math.ceil(resized.height / MAP_STRIDE), validWidth: Math.ceil(resized.width / MAP_STRIDE),
   };
 }
 
+// detector.page_input: the detector's input, a close-up's shrunk until its letters are as tall as on the whole
+// worksheets the net learnt (params.closeup_letters_above, 0: off).
+export function pageInput(image, params) {
+  const input = detectorInput(image, params.long_side, params.min_short_side ?? 0);
+  const above = params.closeup_letters_above ?? 0;
+  if (above <= 0) return input;
+  const letters = letterHeight(input.resized);
+  if (letters <= above) return input;
+  const side = Math.max(input.resized.width, input.resized.height);
+  const factor = (params.closeup_letters_to ?? 12) / letters;
+  const longSide = Math.max(params.closeup_min_long_side ?? 320, Math.floor(Math.floor(side * factor) / STRIDE) * STRIDE);
+  return longSide < side ? detectorInput(image, longSide, 0) : input;
+}
+
+const INK_CONTRAST = 12, INK_WINDOW = 101; // detector.INK_CONTRAST, INK_WINDOW
+
+// detector.ink_mask: 1 where a grey pixel is INK_CONTRAST darker than the mean of the INK_WINDOW square around
+// it, edges replicated; the sums are whole numbers far below 2^53, so Float64 holds them exactly.
+export function inkMask(grey, width, height) {
+  const half = (INK_WINDOW - 1) / 2, paddedW = width + 2 * half, paddedH = height + 2 * half;
+  const stride = paddedW + 1;
+  const table = new Float64Array((paddedH + 1) * stride);
+  for (let y = 0; y < paddedH; y++) {
+    const row = Math.min(height - 1, Math.max(0, y - half)) * width;
+    let sum = 0;
+    for (let x = 0; x < paddedW; x++) {
+      sum += grey[row + Math.min(width - 1, Math.max(0, x - half))];
+      table[(y + 1) * stride + x + 1] = table[y * stride + x + 1] + sum;
+    }
+  }
+  const w = INK_WINDOW, area = w * w;
+  const mask = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const sum = table[(y + w) * stride + x + w] - table[y * stride + x + w] - table[(y + w) * stride + x] + table[y * stride + x];
+      mask[y * width + x] = (grey[y * width + x] + INK_CONTRAST) * area <= sum ? 1 : 0;
+    }
+  }
+  return mask;
+}
+
+// detector.letter_height: the 75th percentile (numpy's linear) of the heights of the ink's letter-like
+// 8-connected components; 0 with fewer than ten.
+export function letterHeight(image) {
+  const { width, height } = image;
+  const { boxes, areas } = components(inkMask(gray(image), width, height), width, height, true);
+  const heights = [];
+  for (let i = 1; i < boxes.length; i++) {
+    const w = boxes[i][2] - boxes[i][0] + 1, h = boxes[i][3] - boxes[i][1] + 1;
+    if (h >= 5 && 4 * w >= h && w <= 3 * h && 4 * h <= height && 100 * areas[i] >= 12 * w * h) heights.push(h);
+  }
+  if (heights.length < 10) return 0;
+  heights.sort((a, b) => a - b);
+  const position = 0.75 * (heights.length - 1), low = Math.floor(position);
+  const high = Math.min(low + 1, heights.length - 1);
+  return heights[low] + (heights[high] - heights[low]) * (position - low);
+}
+
 // --- the detector's output --------------------------------------------------------------------------------
 
-// cv2.connectedComponentsWithStats(connectivity=4): labels in raster order of each blob's first pixel.
-function components(binary, width, height) {
+// cv2.connectedComponentsWithStats (connectivity 4, or 8 with `eight`): labels in raster order of each blob's
+// first pixel, each blob's box and pixel count.
+function components(binary, width, height, eight = false) {
   const labels = new Int32Array(width * height);
   const boxes = [null]; // per label: [x0, y0, x1, y1] inclusive
+  const areas = [0];
   const queue = new Int32Array(width * height);
+  const steps = eight ? [[-1, 0], [1, 0], [0, -1], [0, 1], [-1, -1], [1, -1], [-1, 1], [1, 1]] : [[-1, 0], [1, 0], [0, -1], [0, 1]];
   let count = 1;
   for (let start = 0; start < binary.length; start++) {
     if (!binary[start] || labels[start]) continue;
@@ -157,17 +218,21 @@ function components(binary, width, height) {
       const x = p % width, y = (p - x) / width;
       box[0] = Math.min(box[0], x); box[1] = Math.min(box[1], y);
       box[2] = Math.max(box[2], x); box[3] = Math.max(box[3], y);
-      for (const q of [x > 0 ? p - 1 : -1, x < width - 1 ? p + 1 : -1, y > 0 ? p - width : -1, y < height - 1 ? p + width : -1]) {
-        if (q >= 0 && binary[q] && !labels[q]) {
+      for (const [dx, dy] of steps) {
+        const nx = x + dx, ny = y + dy;
+        if (nx < 0 || nx >= width || ny < 0 || ny >= height) continue;
+        const q = ny * width + nx;
+        if (binary[q] && !labels[q]) {
           labels[q] = count;
           queue[tail++] = q;
         }
       }
     }
     boxes.push(box);
+    areas.push(tail);
     count++;
   }
-  return { labels, boxes, count };
+  return { labels, boxes, areas, count };
 }
 
 function cross(o, a, b) {

@@ -167,7 +167,7 @@ export async function readPage(blob) {
   const image = geometry.opaque(await pixels(blob));
   const decoded = performance.now();
   const { params } = d.manifest;
-  const input = geometry.detectorInput(image, params.long_side, params.min_short_side ?? 0);
+  const input = geometry.pageInput(image, params);
   const tensor = new m.ort.Tensor("float32", input.tensor, [1, 3, input.height, input.width]);
   const feeds = { [d.session.inputNames[0]]: tensor };
   const out = await d.session.run(feeds);

@@ -1,0 +1,75 @@
+"""Close-ups: the page's letter height, from its ink, decides whether the detector sees it shrunk."""
+
+import cv2
+import numpy as np
+import pytest
+
+from susik.runtime import detector
+from susik.runtime.detector import DetectParams, fit_input, ink_mask, letter_height, page_input, preprocess
+
+
+def text_image(letter_scale: float, width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Lines of Latin text (Hershey font) on grey paper: cv2.putText's scale 1 is about 22 px tall capitals."""
+    rng = np.random.default_rng(seed)
+    paper = np.full((height, width, 3), int(rng.integers(190, 236)), np.uint8)
+    pitch = int(40 * letter_scale)
+    for row, y in enumerate(range(pitch, height - pitch // 2, pitch)):
+        cv2.putText(paper, "Find the area ABCDEF of each shape" if row % 2 else "Solve for x when y is 3",
+                    (int(10 * letter_scale), y), cv2.FONT_HERSHEY_SIMPLEX, letter_scale, (40, 40, 40),
+                    max(1, round(2 * letter_scale)), cv2.LINE_AA)
+    return paper
+
+
+def test_ink_mask_is_the_mean_threshold_it_describes():
+    rng = np.random.default_rng(1)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (37, 52), dtype=np.uint8), (5, 5), 0)
+    half = detector.INK_WINDOW // 2
+    padded = np.pad(gray.astype(np.int64), half, mode="edge")
+    window = detector.INK_WINDOW
+    expected = np.array([[int(gray[y, x]) + detector.INK_CONTRAST <= padded[y : y + window, x : x + window].mean()
+                          for x in range(gray.shape[1])] for y in range(gray.shape[0])])
+    assert np.array_equal(ink_mask(gray).astype(bool), expected)
+    assert 0 < expected.mean() < 0.5
+
+
+def test_letter_height_follows_the_texts_size():
+    small = letter_height(text_image(0.6, 900, 700))
+    large = letter_height(text_image(1.8, 900, 700))
+    assert 8 <= small <= 22
+    assert 2.4 <= large / small <= 3.6
+
+
+def test_letter_height_is_zero_without_enough_letters():
+    assert letter_height(np.full((300, 400, 3), 210, np.uint8)) == 0.0
+    strokes = np.full((300, 400, 3), 210, np.uint8)
+    for x in (40, 140, 240):  # three long pen strokes: a line of cursive, not text
+        cv2.line(strokes, (x, 80), (x + 60, 200), (30, 30, 30), 4)
+    assert letter_height(strokes) == 0.0
+
+
+def test_close_up_is_shrunk_until_its_letters_are_the_target_size():
+    params = DetectParams(long_side=1024, min_short_side=56, closeup_letters_above=24, closeup_letters_to=12)
+    image = text_image(2.2, 1600, 1200)
+    tensor, scale = page_input(image, params)
+    plain, plain_scale = preprocess(image, 1024, 56)
+    assert scale < plain_scale and max(tensor.shape[2:]) < max(plain.shape[2:])
+    assert max(tensor.shape[2:]) % detector.STRIDE == 0
+    shrunk, _ = fit_input(image, round(max(image.shape[:2]) * scale))
+    assert 8 <= letter_height(shrunk) <= 16
+
+
+@pytest.mark.parametrize("params", [
+    DetectParams(long_side=1024, min_short_side=56),  # off: the default, so older records read as before
+    DetectParams(long_side=1024, min_short_side=56, closeup_letters_above=24),
+])
+def test_whole_page_text_keeps_its_input(params):
+    image = text_image(0.7, 1600, 1200)
+    tensor, scale = page_input(image, params)
+    plain, plain_scale = preprocess(image, 1024, 56)
+    assert scale == plain_scale and np.array_equal(tensor, plain)
+
+
+def test_close_up_is_never_shrunk_below_the_floor():
+    params = DetectParams(long_side=1024, closeup_letters_above=10, closeup_letters_to=2, closeup_min_long_side=384)
+    tensor, _ = page_input(text_image(2.5, 1600, 1200), params)
+    assert max(tensor.shape[2:]) == 384
