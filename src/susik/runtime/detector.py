@@ -150,7 +150,7 @@ def preprocess(image: np.ndarray, long_side: int, min_short_side: int = 0) -> tu
 
 
 # Ink is darker than the mean of the square around it by this many grey levels; the square's side in pixels.
-INK_CONTRAST, INK_WINDOW = 12, 101
+INK_CONTRAST, INK_WINDOW = 20, 101
 
 
 def ink_mask(gray: np.ndarray) -> np.ndarray:

@@ -152,7 +152,7 @@ export function pageInput(image, params) {
   return longSide < side ? detectorInput(image, longSide, 0) : input;
 }
 
-const INK_CONTRAST = 12, INK_WINDOW = 101; // detector.INK_CONTRAST, INK_WINDOW
+const INK_CONTRAST = 20, INK_WINDOW = 101; // detector.INK_CONTRAST, INK_WINDOW
 
 // detector.ink_mask: 1 where a grey pixel is INK_CONTRAST darker than the mean of the INK_WINDOW square around
 // it, edges replicated; the sums are whole numbers far below 2^53, so Float64 holds them exactly.
