@@ -73,3 +73,58 @@ def test_close_up_is_never_shrunk_below_the_floor():
     params = DetectParams(long_side=1024, closeup_letters_above=10, closeup_letters_to=2, closeup_min_long_side=384)
     tensor, _ = page_input(text_image(2.5, 1600, 1200), params)
     assert max(tensor.shape[2:]) == 384
+
+
+def test_quad_iou_is_shapelys():
+    from shapely.geometry import Polygon
+
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        a, b = (cv2.boxPoints(((rng.uniform(0, 40), rng.uniform(0, 40)), (rng.uniform(1, 50), rng.uniform(1, 20)),
+                               rng.uniform(-90, 90))).astype(np.float64) for _ in range(2))
+        b = b[::-1] if rng.random() < 0.5 else b  # either winding
+        expected = Polygon(a).intersection(Polygon(b)).area / Polygon(a).union(Polygon(b)).area
+        assert detector.quad_iou(a, b) == pytest.approx(expected, abs=1e-9)
+
+
+def boxes_runner(boxes_of_pass):
+    """A stand-in net: kernel boxes (relative x0, y0, x1, y1 of the map) for the first input size it sees, then
+    `boxes_of_pass[1]` for any smaller one."""
+    sizes: list[int] = []
+
+    def run(tensor):
+        height, width = tensor.shape[2] // 2, tensor.shape[3] // 2
+        sizes.append(width)
+        maps = np.zeros((1, 2, height, width), np.float32)
+        for x0, y0, x1, y1 in boxes_of_pass[0 if width == max(sizes) else 1]:
+            maps[0, 0, int(y0 * height) : int(y1 * height), int(x0 * width) : int(x1 * width)] = 0.9
+        return maps, np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)
+
+    return run, sizes
+
+
+def test_a_large_lettered_page_keeps_the_regions_a_smaller_pass_confirms():
+    image = text_image(1.0, 1200, 900)
+    letters = letter_height(fit_input(image, 1024, 56)[0])
+    params = DetectParams(long_side=1024, min_short_side=56, box_threshold=0.5, closeup_letters_above=letters + 1,
+                          confirm_letters_above=letters - 1, confirm_letters_to=letters / 2, closeup_min_long_side=64)
+    formula, text = (0.1, 0.30, 0.5, 0.36), (0.55, 0.6, 0.9, 0.66)
+    run, sizes = boxes_runner([[formula, text], [(0.11, 0.30, 0.5, 0.36)]])
+    found = detector.detect_page(image, run, params).detections
+    assert len(sizes) == 2 and sizes[1] < sizes[0]
+    assert len(found) == 1 and np.asarray(found[0].quad.points)[:, 0].max() < 0.6 * 1200
+
+    for rule_off in (params.model_copy(update={"confirm_letters_above": 0}),
+                     params.model_copy(update={"confirm_letters_above": letters + 0.5})):  # letters too small
+        run, sizes = boxes_runner([[formula, text], []])
+        assert len(detector.detect_page(image, run, rule_off).detections) == 2 and len(sizes) == 1
+
+
+def test_no_second_pass_without_regions_or_for_a_close_up():
+    image = text_image(1.0, 1200, 900)
+    bgr, _ = fit_input(image, 1024, 56)
+    params = DetectParams(long_side=1024, min_short_side=56, closeup_letters_above=30, confirm_letters_above=10)
+    assert detector.confirm_input(image, bgr, 20.0, params, regions=0) is None
+    assert detector.confirm_input(image, bgr, 31.0, params, regions=3) is None  # a close-up: shrunk already
+    small, scale = detector.confirm_input(image, bgr, 20.0, params, regions=3)
+    assert max(small.shape[:2]) == detector.shrunk_long_side(1024, 20.0, params.confirm_letters_to, 320)

@@ -35,6 +35,12 @@ const run = {
     return { tensor: encode(r.tensor), shape: [r.height, r.width], scale: r.scale };
   },
   letters: (c) => page.letterHeight(image(c)),
+  quad_iou: (c) => page.quadIou(c.a, c.b),
+  confirm_input: (c) => {
+    const first = page.pageInput(image(c), c.params);
+    const r = page.confirmInput(image(c), first, c.params, c.regions);
+    return r && { tensor: encode(r.tensor), shape: [r.height, r.width], scale: r.scale };
+  },
   post: (c) => page.postprocess(new Float32Array(bytes(c.maps).buffer.slice(0)), c.map_h, c.map_w,
     { height: c.valid[0], width: c.valid[1] }, c.orientation, c.scale, c.size, c.params),
   rectify: (c) => {
@@ -118,6 +124,38 @@ def test_close_ups_are_shrunk_as_the_server_does(node):
         assert got["scale"] == scale and got["shape"] == list(tensor.shape[2:])
         assert np.array_equal(np.frombuffer(base64.b64decode(got["tensor"]), np.float32).reshape(tensor.shape), tensor)
     assert shrunk >= 1 and letters[-1] == 0
+
+
+def test_large_lettered_pages_are_confirmed_at_the_servers_size(node):
+    """detector.quad_iou, and confirm_input: the second pass's input, or none (small letters, no regions)."""
+    from test_detector_closeup import text_image
+
+    rng = np.random.default_rng(6)
+    quads = [(cv2.boxPoints(((rng.uniform(0, 40), rng.uniform(0, 40)), (rng.uniform(1, 50), rng.uniform(1, 20)),
+                             rng.uniform(-90, 90))).astype(np.float64)) for _ in range(40)]
+    pairs = [(quads[i], quads[i + 1][::-1] if i % 4 else quads[i + 1]) for i in range(0, 40, 2)]
+    answers = node([{"op": "quad_iou", "a": a.tolist(), "b": b.tolist()} for a, b in pairs])
+    assert answers == pytest.approx([detector.quad_iou(a, b) for a, b in pairs], abs=1e-12)
+    assert sum(answer > 0 for answer in answers) >= 3
+
+    params = detector.DetectParams(long_side=640, min_short_side=56, confirm_letters_above=14, confirm_letters_to=9,
+                                   closeup_min_long_side=128)
+    images = [text_image(scale, 700, 500, seed) for seed, scale in enumerate((0.5, 0.9, 1.3))]
+    cases = [(image, regions) for image in images for regions in (0, 2)]
+    got = node([rgba_case("confirm_input", image, params=params.model_dump(), regions=regions)
+                for image, regions in cases])
+    second_passes = 0
+    for (image, regions), answer in zip(cases, got, strict=True):
+        first, _ = detector.fit_input(image, 640, 56)
+        expected = detector.confirm_input(image, first, detector.letter_height(first), params, regions)
+        assert (answer is None) == (expected is None)
+        if expected is not None:
+            tensor, scale = detector.normalise_padded(expected[0]), expected[1]
+            assert answer["scale"] == scale and answer["shape"] == list(tensor.shape[2:])
+            assert np.array_equal(np.frombuffer(base64.b64decode(answer["tensor"]), np.float32).reshape(tensor.shape),
+                                  tensor)
+            second_passes += 1
+    assert 1 <= second_passes < len(cases)
 
 
 def random_maps(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -186,7 +186,11 @@ def model_card(record: DetectorRecord) -> str:
             "(`detector.letter_height`: the ink's letter-like connected components, 75th percentile), is detected "
             f"at the long side that makes them {params.closeup_letters_to:g} px (at least "
             f"{params.closeup_min_long_side}), as tall as on the whole worksheets the net learnt."
-            if params.closeup_letters_above > 0 else "")),
+            if params.closeup_letters_above > 0 else "")
+         + (f" A page whose letters are over {params.confirm_letters_above:g} px (and no close-up) keeps only the "
+            "regions a second pass finds too, the page shrunk until its letters are "
+            f"{params.confirm_letters_to:g} px (quads overlapping by IoU {params.confirm_iou:g}): large text that "
+            "the net takes for formulas is text at a page's size." if params.confirm_letters_above > 0 else "")),
         (f"- Postprocessing: kernel > {params.kernel_threshold}, blobs with mean probability > "
          f"{params.box_threshold}, grown back by the exact inverse of the training shrink ({params.shrink}); "
          f"handwritten when the mean handwritten probability > {params.handwritten_threshold}"

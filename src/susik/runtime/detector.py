@@ -1,7 +1,8 @@
 """The formula detector at serving time: ONNX Runtime, no torch.
 
 preprocess: any page -> BGR, downscaled so its long side is at most `long_side` (or a tiny photo enlarged to
-`min_short_side`), padded to a multiple of 32. The net gives a shrunk-kernel probability map and a handwritten
+`min_short_side`), padded to a multiple of 32; a close-up, whose letters (`letter_height`) are far taller than a
+worksheet's, is shrunk further, and a page of large letters has its regions confirmed by a second, smaller pass. The net gives a shrunk-kernel probability map and a handwritten
 probability map at stride 2, and page-orientation probabilities. postprocess: threshold the kernel map, take
 connected components, score each by its mean probability, grow each kernel back by the inverse of the training
 shrink (exact for rectangles) into a quad (min-area rectangle) and a polygon (the blob's outline offset
@@ -77,6 +78,12 @@ class DetectParams(BaseModel):
         "learnt whole worksheets and takes the large Korean words of a close-up for formulas (0: off)")
     closeup_letters_to: float = Field(12.0, gt=0, description="a close-up's letters are brought to this height")
     closeup_min_long_side: int = Field(320, ge=64, description="a close-up is never shrunk below this long side")
+    confirm_letters_above: float = Field(
+        0.0, ge=0, description="on a page whose letters are taller than this but no close-up, a region is kept only "
+        "when a second pass, the page shrunk until its letters are `confirm_letters_to` tall, finds it too (quads "
+        "overlapping by `confirm_iou`): large text the net takes for formulas is text at a page's size (0: off)")
+    confirm_letters_to: float = Field(15.0, gt=0, description="the second pass's letter height")
+    confirm_iou: float = Field(0.2, gt=0, le=1, description="a region is confirmed by a second-pass quad this IoU")
 
 
 # --- shrink / unclip geometry (training draws targets with `shrink_distance`; serving inverts it) -------
@@ -177,15 +184,24 @@ def letter_height(bgr: np.ndarray) -> float:
 def page_input(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, float]:
     """The net input of a page and its scale; a close-up (see `DetectParams.closeup_letters_above`) is shrunk
     until its letters are `closeup_letters_to` tall, as on the whole worksheets the net learnt."""
-    bgr, scale = fit_input(image, params.long_side, params.min_short_side)
-    if params.closeup_letters_above > 0:
-        letters = letter_height(bgr)
-        if letters > params.closeup_letters_above:
-            factor = params.closeup_letters_to / letters
-            long_side = max(params.closeup_min_long_side, int(max(bgr.shape[:2]) * factor) // STRIDE * STRIDE)
-            if long_side < max(bgr.shape[:2]):
-                bgr, scale = fit_input(image, long_side)
+    bgr, scale, _ = _fitted_page(image, params)
     return normalise_padded(bgr), scale
+
+
+def _fitted_page(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, float, float]:
+    """(input BGR, scale, letter height measured at the first size; 0 when no rule needs it)."""
+    bgr, scale = fit_input(image, params.long_side, params.min_short_side)
+    letters = letter_height(bgr) if params.closeup_letters_above > 0 or params.confirm_letters_above > 0 else 0.0
+    if 0 < params.closeup_letters_above < letters:
+        long_side = shrunk_long_side(max(bgr.shape[:2]), letters, params.closeup_letters_to, params.closeup_min_long_side)
+        if long_side < max(bgr.shape[:2]):
+            bgr, scale = fit_input(image, long_side)
+    return bgr, scale, letters
+
+
+def shrunk_long_side(long_side: int, letters: float, target: float, floor: int) -> int:
+    """The long side (a multiple of STRIDE, at least `floor`) at which letters `letters` tall become `target`."""
+    return max(floor, int(long_side * (target / letters)) // STRIDE * STRIDE)
 
 
 def downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -344,15 +360,88 @@ Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # input -> (maps
 
 
 def detect_page(image: np.ndarray, run: Runner, params: DetectParams) -> PageDetections:
-    """Preprocess, run the net (`run` returns probabilities), postprocess: one page."""
+    """Preprocess, run the net (`run` returns probabilities), postprocess: one page; with a second pass at a
+    smaller size to confirm the regions of a page with large letters (`DetectParams.confirm_letters_above`)."""
+    bgr, scale, letters = _fitted_page(image, params)
+    page = _detect_input(image, bgr, scale, run, params)
+    second = confirm_input(image, bgr, letters, params, len(page.detections))
+    if second is None:
+        return page
+    checks = [np.asarray(d.quad.points, np.float64) for d in _detect_input(image, *second, run, params).detections]
+    kept = tuple(d for d in page.detections
+                 if any(quad_iou(np.asarray(d.quad.points, np.float64), check) >= params.confirm_iou for check in checks))
+    return PageDetections(page.orientation, kept)
+
+
+def confirm_input(image: np.ndarray, first: np.ndarray, letters: float, params: DetectParams,
+                  regions: int) -> tuple[np.ndarray, float] | None:
+    """The smaller input (BGR, scale) of the second pass that confirms the `regions` found on `first`, the
+    page's input with letters `letters` tall; None when the page needs none (no regions, small letters, a
+    close-up, or the rule off)."""
+    close_up = 0 < params.closeup_letters_above < letters
+    if params.confirm_letters_above <= 0 or close_up or letters <= params.confirm_letters_above or regions == 0:
+        return None
+    side = max(first.shape[:2])
+    long_side = shrunk_long_side(side, letters, params.confirm_letters_to, params.closeup_min_long_side)
+    return fit_input(image, long_side) if long_side < side else None
+
+
+def _detect_input(image: np.ndarray, bgr: np.ndarray, scale: float, run: Runner, params: DetectParams) -> PageDetections:
     height, width = image.shape[:2]
-    tensor, scale = page_input(image, params)
-    maps, orientation = run(tensor)
+    maps, orientation = run(normalise_padded(bgr))
     valid_h = -(-round(height * scale) // MAP_STRIDE)
     valid_w = -(-round(width * scale) // MAP_STRIDE)
     kernel = maps[0, 0, :valid_h, :valid_w]
     handwritten = maps[0, 1, :valid_h, :valid_w]
     return postprocess(kernel, handwritten, orientation[0], scale, (width, height), params)
+
+
+def quad_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two convex quads, as edge-page.js `quadIou` computes it."""
+    overlap = _clip_convex(a, b)
+    inter = _area(overlap) if len(overlap) >= 3 else 0.0
+    union = _area(a) + _area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _area(points: np.ndarray) -> float:
+    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))) / 2
+
+
+def _clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
+    """Sutherland-Hodgman: the part of `subject` inside the convex polygon `clip` (either winding)."""
+    clip = clip.astype(np.float64)
+    sign = 1.0 if _signed_area(clip) >= 0 else -1.0
+    output = [tuple(p) for p in subject.astype(np.float64)]
+    for i in range(len(clip)):
+        a, b = clip[i], clip[(i + 1) % len(clip)]
+        inside = [sign * ((b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])) >= 0 for p in output]
+        points, output = output, []
+        for j, p in enumerate(points):
+            q = points[j - 1]
+            if inside[j]:
+                if not inside[j - 1]:
+                    output.append(_crossing(q, p, a, b))
+                output.append(p)
+            elif inside[j - 1]:
+                output.append(_crossing(q, p, a, b))
+        if not output:
+            break
+    return np.asarray(output, dtype=np.float64).reshape(-1, 2)
+
+
+def _signed_area(points: np.ndarray) -> float:
+    x, y = points[:, 0], points[:, 1]
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) / 2
+
+
+def _crossing(p: tuple, q: tuple, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Where segment p-q crosses the line a-b."""
+    dx, dy = q[0] - p[0], q[1] - p[1]
+    ex, ey = b[0] - a[0], b[1] - a[1]
+    t = (ex * (p[1] - a[1]) - ey * (p[0] - a[0])) / (ey * dx - ex * dy)
+    return (p[0] + t * dx, p[1] + t * dy)
 
 
 class DetectorRecord(BaseModel):

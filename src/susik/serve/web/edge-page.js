@@ -139,17 +139,81 @@ export function detectorInput(image, longSide, minShortSide = 0) {
 }
 
 // detector.page_input: the detector's input, a close-up's shrunk until its letters are as tall as on the whole
-// worksheets the net learnt (params.closeup_letters_above, 0: off).
+// worksheets the net learnt (params.closeup_letters_above, 0: off); `letters` is the height measured at the
+// first size (0 when no rule needs it).
 export function pageInput(image, params) {
   const input = detectorInput(image, params.long_side, params.min_short_side ?? 0);
-  const above = params.closeup_letters_above ?? 0;
-  if (above <= 0) return input;
-  const letters = letterHeight(input.resized);
-  if (letters <= above) return input;
+  const closeUp = params.closeup_letters_above ?? 0;
+  const letters = closeUp > 0 || (params.confirm_letters_above ?? 0) > 0 ? letterHeight(input.resized) : 0;
+  if (!(closeUp > 0 && letters > closeUp)) return { ...input, letters };
   const side = Math.max(input.resized.width, input.resized.height);
-  const factor = (params.closeup_letters_to ?? 12) / letters;
-  const longSide = Math.max(params.closeup_min_long_side ?? 320, Math.floor(Math.floor(side * factor) / STRIDE) * STRIDE);
-  return longSide < side ? detectorInput(image, longSide, 0) : input;
+  const longSide = shrunkLongSide(side, letters, params.closeup_letters_to ?? 12, params.closeup_min_long_side ?? 320);
+  return { ...(longSide < side ? detectorInput(image, longSide, 0) : input), letters };
+}
+
+// detector.shrunk_long_side
+function shrunkLongSide(longSide, letters, target, floor) {
+  return Math.max(floor, Math.floor(Math.floor(longSide * (target / letters)) / STRIDE) * STRIDE);
+}
+
+// detector.detect_page's second pass: the smaller input that confirms a large-lettered page's regions
+// (params.confirm_letters_above, 0: off), or null when the page needs none. `first` is pageInput's answer.
+export function confirmInput(image, first, params, regions) {
+  const above = params.confirm_letters_above ?? 0, closeUp = params.closeup_letters_above ?? 0;
+  const letters = first.letters;
+  if (above <= 0 || (closeUp > 0 && letters > closeUp) || letters <= above || regions === 0) return null;
+  const side = Math.max(first.resized.width, first.resized.height);
+  const longSide = shrunkLongSide(side, letters, params.confirm_letters_to ?? 15, params.closeup_min_long_side ?? 320);
+  return longSide < side ? detectorInput(image, longSide, 0) : null;
+}
+
+// The regions a second-pass quad overlaps by `iou` (detector.quad_iou).
+export function confirmed(detections, checks, iou) {
+  return detections.filter((d) => checks.some((c) => quadIou(d.quad, c.quad) >= iou));
+}
+
+// detector.quad_iou: intersection over union of two convex quads, by Sutherland-Hodgman clipping.
+export function quadIou(a, b) {
+  const overlap = clipConvex(a, b);
+  const inter = overlap.length >= 3 ? Math.abs(signedArea(overlap)) : 0;
+  const union = Math.abs(signedArea(a)) + Math.abs(signedArea(b)) - inter;
+  return union > 0 ? inter / union : 0;
+}
+
+function signedArea(points) {
+  let sum = 0;
+  for (let i = 0; i < points.length; i++) {
+    const [x0, y0] = points[i], [x1, y1] = points[(i + 1) % points.length];
+    sum += x0 * y1 - x1 * y0;
+  }
+  return sum / 2;
+}
+
+function clipConvex(subject, clip) {
+  const sign = signedArea(clip) >= 0 ? 1 : -1;
+  let output = subject.map(([x, y]) => [x, y]);
+  for (let i = 0; i < clip.length && output.length; i++) {
+    const a = clip[i], b = clip[(i + 1) % clip.length];
+    const inside = output.map((p) => sign * ((b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])) >= 0);
+    const points = output;
+    output = [];
+    for (let j = 0; j < points.length; j++) {
+      const k = (j + points.length - 1) % points.length;
+      if (inside[j]) {
+        if (!inside[k]) output.push(crossing(points[k], points[j], a, b));
+        output.push(points[j]);
+      } else if (inside[k]) {
+        output.push(crossing(points[k], points[j], a, b));
+      }
+    }
+  }
+  return output;
+}
+
+function crossing(p, q, a, b) {
+  const dx = q[0] - p[0], dy = q[1] - p[1], ex = b[0] - a[0], ey = b[1] - a[1];
+  const t = (ex * (p[1] - a[1]) - ey * (p[0] - a[0])) / (ey * dx - ex * dy);
+  return [p[0] + t * dx, p[1] + t * dy];
 }
 
 const INK_CONTRAST = 20, INK_WINDOW = 101; // detector.INK_CONTRAST, INK_WINDOW

@@ -167,14 +167,19 @@ export async function readPage(blob) {
   const image = geometry.opaque(await pixels(blob));
   const decoded = performance.now();
   const { params } = d.manifest;
+  const detect = async (input) => {
+    const tensor = new m.ort.Tensor("float32", input.tensor, [1, 3, input.height, input.width]);
+    const out = await d.session.run({ [d.session.inputNames[0]]: tensor });
+    const [maps, orientation] = d.session.outputNames.map((name) => out[name]);
+    const valid = { height: input.validHeight, width: input.validWidth };
+    return geometry.postprocess(maps.data, maps.dims[2], maps.dims[3], valid, orientation.data, input.scale,
+      [image.width, image.height], params);
+  };
   const input = geometry.pageInput(image, params);
-  const tensor = new m.ort.Tensor("float32", input.tensor, [1, 3, input.height, input.width]);
-  const feeds = { [d.session.inputNames[0]]: tensor };
-  const out = await d.session.run(feeds);
-  const [maps, orientation] = d.session.outputNames.map((name) => out[name]);
-  const valid = { height: input.validHeight, width: input.validWidth };
-  const found = geometry.postprocess(maps.data, maps.dims[2], maps.dims[3], valid, orientation.data, input.scale,
-    [image.width, image.height], params);
+  const found = await detect(input);
+  // as detector.detect_page: a page of large letters keeps the regions a smaller second pass finds too
+  const second = geometry.confirmInput(image, input, params, found.detections.length);
+  if (second) found.detections = geometry.confirmed(found.detections, (await detect(second)).detections, params.confirm_iou ?? 0.2);
   const detected = performance.now();
   const crops = found.detections.map((detection) => geometry.rectify(image, detection.cropQuad));
   const rectified = performance.now();
