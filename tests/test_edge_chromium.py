@@ -145,8 +145,9 @@ def test_edge_routes_serve_the_champions_files(server, tiny_bundle):
 
 
 def pages() -> list[bytes]:
-    """The fake photo (Hershey text the detector splits into many pieces), upright and turned a quarter, and a
-    composed worksheet photographed with a turn and a perspective: PNG, so both sides decode the same pixels.
+    """The fake photo (Hershey text the detector splits into many pieces), upright and turned a quarter, a
+    composed worksheet photographed with a turn and a perspective, and a part of it from closer by: PNG, so both
+    sides decode the same pixels.
     The worksheet has its text lines: on a page of formulas alone the bundled detector is unsure of the turn
     (0.87 < the 0.9 it needs) and the pages would not exercise the orientation path at all."""
     rng = np.random.default_rng(4)
@@ -155,7 +156,11 @@ def pages() -> list[bytes]:
     config = ComposerConfig(long_side=(900, 1000), font_scale=(0.03, 0.036), paper_kinds=("plain",))
     composed = [PageComposer(config).compose(crops, rng, conditions).image
                 for conditions in (["rotation90"], ["perspective"])]
-    images = [photo, np.ascontiguousarray(np.rot90(photo)), *composed]
+    # the first worksheet's top-left enlarged 1.3x: letters of 21-26 px, so the detector confirms its regions with
+    # a second, smaller pass (the fake photos' letters are a close-up's: those are shrunk before the first)
+    height, width = composed[0].shape[:2]
+    closer = cv2.resize(composed[0][: round(height / 1.3), : round(width / 1.3)], (width, height))
+    images = [photo, np.ascontiguousarray(np.rot90(photo)), *composed, closer]
     return [cv2.imencode(".png", image)[1].tobytes() for image in images]
 
 
