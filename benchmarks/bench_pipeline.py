@@ -5,11 +5,14 @@ real-photo check, and speed on a 12-MP photo with 5 formulas. Prints figures; it
     .venv/bin/python benchmarks/bench_pipeline.py --pages work/det/val/manifest.jsonl --limit 100
     .venv/bin/python benchmarks/bench_pipeline.py --detector runs/x/export/detector --no-e2e --no-hme
     .venv/bin/python benchmarks/bench_pipeline.py --param crop_margin_along=0 --param crop_margin_across=0
+    .venv/bin/python benchmarks/bench_pipeline.py --limit 200 --no-hme --no-speed --attribution
 
 Quality: a prediction is correct when matched one-to-one to a true region at polygon IoU >= 0.5; each page
 counts in the slice of every condition it shows. End to end (`susik.eval.detection`): e2e_recall = true
 regions whose matched prediction reads exactly right (normalised tokens) over all true regions; e2e_exact is
-the F1 of such exact reads (spurious regions count against it too). HME100K: every photo holds one handwritten formula line, cropped tightly, so "found" = exactly one
+the F1 of such exact reads (spurious regions count against it too). `--attribution` tells the detector's share of
+the loss from the recognizer's: each true region is also read from its own quad, and each kind's formulas are
+counted as read / misread / missed, each split by whether the true quad's crop reads right. HME100K: every photo holds one handwritten formula line, cropped tightly, so "found" = exactly one
 region whose quad spans >= 75% of the photo's width and crosses its middle row. Speed: a composed 12-MP page
 (3000 x 4000) holding 5 formulas, decoded from JPEG bytes each run; p50 of per-stage wall times and process
 CPU time (all threads) since the machine is shared: the load average is printed beside them.
@@ -47,8 +50,28 @@ def _exact(prediction: str, reference: str) -> bool:
     return score_sample(prediction, reference).exact
 
 
-def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) -> dict:
-    """P/R/F1, orientation and kind accuracy, e2e exact match: overall and per condition slice."""
+def truth_readings(pipeline: Pipeline, image: np.ndarray, regions: list[dict]) -> list[str]:
+    """Each true region read from its own quad, cut as the pipeline cuts a detected one (the detector's crop
+    margins, the orienter, the label and punctuation rules): what a perfect detector would give the recognizer."""
+    from susik.latex.labels import split_reading_label, strip_sentence_punctuation
+    from susik.pipeline import rectify
+    from susik.results import Quad
+    from susik.runtime.detector import widen_quad
+
+    params = pipeline.detector.params
+    size = (image.shape[1], image.shape[0])
+    crops = [rectify(image, Quad.from_json(widen_quad(np.asarray(r["quad"], float), params.crop_margin_along,
+                                                      params.crop_margin_across, size).tolist())) for r in regions]
+    if pipeline.orienter is not None:
+        crops = pipeline.orienter(crops)
+    readings = pipeline.recognizer(crops) if crops else []
+    return [split_reading_label(strip_sentence_punctuation(r.latex))[1] for r in readings]
+
+
+def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool, attribution: bool = False) -> dict:
+    """P/R/F1, orientation and kind accuracy, e2e exact match: overall and per condition slice. `attribution`
+    also reads every true region from its true quad and sorts each formula not read right by where it was lost:
+    not found, found but cut so that it misreads (its true quad reads right), or misread either way."""
     folder = manifest.parent
     records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
     records = records[:limit]
@@ -56,6 +79,7 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) ->
     kind_right = kind_total = 0
     # per kind of true region: how many, how many found, how many found and read exactly
     by_kind: dict[str, dict[str, int]] = defaultdict(lambda: {"regions": 0, "found": 0, "read": 0})
+    lost: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for record in records:
         image = load_image(folder / record["image"])
         if e2e:
@@ -69,15 +93,24 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) ->
             kinds, orientation = [d.kind for d in found.detections], found.orientation
         truth = [RegionTruth(r["polygon"] or r["quad"], r["latex"]) for r in record["regions"]]
         score = score_page(guesses, truth)
+        from_truth = truth_readings(pipeline, image, record["regions"]) if e2e and attribution else None
         for j, i in enumerate(score.match_of_truth):
-            tally = by_kind[record["regions"][j]["kind"]]
+            kind = record["regions"][j]["kind"]
+            tally = by_kind[kind]
             tally["regions"] += 1
+            read = False
             if i is not None:
                 kind_total += 1
-                kind_right += kinds[i] == record["regions"][j]["kind"]
+                kind_right += kinds[i] == kind
                 tally["found"] += 1
                 if e2e:
-                    tally["read"] += _exact(guesses[i].latex, truth[j].latex)
+                    read = _exact(guesses[i].latex, truth[j].latex)
+                    tally["read"] += read
+            if from_truth is not None:
+                truth_read = _exact(from_truth[j], truth[j].latex)
+                where = ("read" if read else "misread" if i is not None else "missed") + (
+                    ", true quad reads right" if truth_read else ", true quad misreads too")
+                lost[kind][where] += 1
         for name in ["all", *record["conditions"]]:
             slices[name]["scores"].append(score)
             slices[name]["turn"] += orientation == record["orientation"]
@@ -91,7 +124,8 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) ->
             table[name].update(e2e_exact=round(figures.e2e_exact, 4), e2e_recall=round(figures.e2e_recall, 4))
     overall = table.pop("all")
     kinds_table = {kind: {"regions": t["regions"], "found": round(t["found"] / t["regions"], 4),
-                          **({"read": round(t["read"] / t["regions"], 4)} if e2e else {})}
+                          **({"read": round(t["read"] / t["regions"], 4)} if e2e else {}),
+                          **({"attribution": dict(sorted(lost[kind].items()))} if kind in lost else {})}
                    for kind, t in sorted(by_kind.items())}
     return {**overall, "kind_acc": round(kind_right / max(kind_total, 1), 4), "by_kind": kinds_table,
             "slices": dict(sorted(table.items()))}
@@ -175,6 +209,8 @@ def main(
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads per stage")] = 2,
     repeats: Annotated[int, typer.Option(help="timed runs of the 12-MP photo")] = 10,
     e2e: Annotated[bool, typer.Option(help="run the recognizer (end-to-end figures)")] = True,
+    attribution: Annotated[bool, typer.Option(
+        help="also read each true region from its true quad: where each formula not read right was lost")] = False,
     run_hme: Annotated[bool, typer.Option("--hme-check/--no-hme", help="the HME100K real-photo check")] = True,
     run_speed: Annotated[bool, typer.Option("--speed/--no-speed", help="the 12-MP timing")] = True,
     rescue_below: Annotated[float | None, typer.Option(help="override the record's decode.rescue_below (0: greedy)")] = None,
@@ -207,7 +243,7 @@ def main(
             print(report["note"])
             e2e = False
     if pages.is_file():
-        report["synthetic"] = quality(pipeline, pages, limit, e2e)
+        report["synthetic"] = quality(pipeline, pages, limit, e2e, attribution)
         overall = {k: v for k, v in report["synthetic"].items() if k != "slices"}
         print(json.dumps({"synthetic": overall}))
         for name, figures in report["synthetic"]["slices"].items():
