@@ -12,8 +12,9 @@ counts in the slice of every condition it shows. End to end (`susik.eval.detecti
 regions whose matched prediction reads exactly right (normalised tokens) over all true regions; e2e_exact is
 the F1 of such exact reads (spurious regions count against it too). `--attribution` tells the detector's share of
 the loss from the recognizer's: each true region is also read from its own quad, and each kind's formulas are
-counted as read / misread / missed, each split by whether the true quad's crop reads right. HME100K: every photo holds one handwritten formula line, cropped tightly, so "found" = exactly one
-region whose quad spans >= 75% of the photo's width and crosses its middle row. Speed: a composed 12-MP page
+counted as read / misread / missed, each split by whether the true quad's crop reads right. HME100K: every photo
+holds one handwritten formula line, cropped tightly, so "found" = exactly one region whose quad spans >= 75% of
+the photo's width and crosses its middle row. Speed: a composed 12-MP page
 (3000 x 4000) holding 5 formulas, decoded from JPEG bytes each run; p50 of per-stage wall times and process
 CPU time (all threads) since the machine is shared: the load average is printed beside them.
 """

@@ -2,12 +2,12 @@
 
 preprocess: any page -> BGR, downscaled so its long side is at most `long_side` (or a tiny photo enlarged to
 `min_short_side`), padded to a multiple of 32; a close-up, whose letters (`letter_height`) are far taller than a
-worksheet's, is shrunk further, and a page of large letters has its regions confirmed by a second, smaller pass. The net gives a shrunk-kernel probability map and a handwritten
-probability map at stride 2, and page-orientation probabilities. postprocess: threshold the kernel map, take
-connected components, score each by its mean probability, grow each kernel back by the inverse of the training
-shrink (exact for rectangles) into a quad (min-area rectangle) and a polygon (the blob's outline offset
-outwards), map both to the ORIGINAL image's pixels, and order every quad clockwise from the formula's own
-top-left given the page orientation. All geometry here is pure numpy/OpenCV so training can evaluate with the
+worksheet's, is shrunk further, and a page of large letters has its regions confirmed by a second, smaller pass.
+The net gives a shrunk-kernel probability map and a handwritten probability map at stride 2, and
+page-orientation probabilities. postprocess: threshold the kernel map, take connected components, score each by
+its mean probability, grow each kernel back by the inverse of the training shrink (exact for rectangles) into a
+quad (min-area rectangle) and a polygon (the blob's outline offset outwards), map both to the ORIGINAL image's
+pixels, and order every quad clockwise from the formula's own top-left given the page orientation. All geometry here is pure numpy/OpenCV so training can evaluate with the
 same code.
 """
 
@@ -74,7 +74,7 @@ class DetectParams(BaseModel):
     crop_margin_across: float = Field(0.0, ge=0, le=2, description="and this many line heights above and below it")
     closeup_letters_above: float = Field(
         0.0, ge=0, description="a page whose letters reach the net taller than this many input pixels is a close-up "
-        "(`letter_height`): it is detected again at a long side that makes them `closeup_letters_to` tall. The net "
+        "(`letter_height`): it is detected at the long side that makes them `closeup_letters_to` tall. The net "
         "learnt whole worksheets and takes the large Korean words of a close-up for formulas (0: off)")
     closeup_letters_to: float = Field(12.0, gt=0, description="a close-up's letters are brought to this height")
     closeup_min_long_side: int = Field(320, ge=64, description="a close-up is never shrunk below this long side")
@@ -163,7 +163,8 @@ INK_CONTRAST, INK_WINDOW = 20, 101
 def ink_mask(gray: np.ndarray) -> np.ndarray:
     """uint8 1 where a pixel is INK_CONTRAST darker than the mean of the INK_WINDOW square around it (edges
     replicated). Integer sums and comparisons only, so the browser (edge-page.js `inkMask`) agrees bit for bit."""
-    sums = cv2.boxFilter(gray, cv2.CV_32S, (INK_WINDOW, INK_WINDOW), normalize=False, borderType=cv2.BORDER_REPLICATE)
+    window = (INK_WINDOW, INK_WINDOW)
+    sums = cv2.boxFilter(gray, cv2.CV_32S, window, normalize=False, borderType=cv2.BORDER_REPLICATE)
     return ((gray.astype(np.int32) + INK_CONTRAST) * (INK_WINDOW * INK_WINDOW) <= sums).astype(np.uint8)
 
 
@@ -171,8 +172,9 @@ def letter_height(bgr: np.ndarray) -> float:
     """How tall a page's letters are, in its pixels: the 75th percentile of the heights of the ink's
     letter-like connected components (8-connected; at least 5 px tall and a quarter as wide, at most 3x as wide
     as tall and a quarter of the page's height, filling at least 12% of their box: not the pieces of a ruled or
-    squared paper's lines); 0 with fewer than ten of them (a line of cursive handwriting, a blank page). The components of a word of text are its letters (or a Hangul syllable's
-    parts), so the figure grows with the text's size, whatever the formulas' size."""
+    squared paper's lines); 0 with fewer than ten of them (a line of cursive handwriting, a blank page). The
+    components of a word of text are its letters (or a Hangul syllable's parts), so the figure grows with the
+    text's size, whatever the formulas' size."""
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     _, _, stats, _ = cv2.connectedComponentsWithStats(ink_mask(gray), connectivity=8)
     widths, heights, areas = (stats[1:, i].astype(np.int64) for i in (2, 3, 4))
@@ -193,8 +195,9 @@ def _fitted_page(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, f
     bgr, scale = fit_input(image, params.long_side, params.min_short_side)
     letters = letter_height(bgr) if params.closeup_letters_above > 0 or params.confirm_letters_above > 0 else 0.0
     if 0 < params.closeup_letters_above < letters:
-        long_side = shrunk_long_side(max(bgr.shape[:2]), letters, params.closeup_letters_to, params.closeup_min_long_side)
-        if long_side < max(bgr.shape[:2]):
+        side = max(bgr.shape[:2])
+        long_side = shrunk_long_side(side, letters, params.closeup_letters_to, params.closeup_min_long_side)
+        if long_side < side:
             bgr, scale = fit_input(image, long_side)
     return bgr, scale, letters
 
@@ -367,9 +370,9 @@ def detect_page(image: np.ndarray, run: Runner, params: DetectParams) -> PageDet
     second = confirm_input(image, bgr, letters, params, len(page.detections))
     if second is None:
         return page
-    checks = [np.asarray(d.quad.points, np.float64) for d in _detect_input(image, *second, run, params).detections]
+    checks = [np.asarray(d.quad.points) for d in _detect_input(image, *second, run, params).detections]
     kept = tuple(d for d in page.detections
-                 if any(quad_iou(np.asarray(d.quad.points, np.float64), check) >= params.confirm_iou for check in checks))
+                 if any(quad_iou(np.asarray(d.quad.points), check) >= params.confirm_iou for check in checks))
     return PageDetections(page.orientation, kept)
 
 
@@ -386,7 +389,8 @@ def confirm_input(image: np.ndarray, first: np.ndarray, letters: float, params: 
     return fit_input(image, long_side) if long_side < side else None
 
 
-def _detect_input(image: np.ndarray, bgr: np.ndarray, scale: float, run: Runner, params: DetectParams) -> PageDetections:
+def _detect_input(image: np.ndarray, bgr: np.ndarray, scale: float, run: Runner,
+                  params: DetectParams) -> PageDetections:
     height, width = image.shape[:2]
     maps, orientation = run(normalise_padded(bgr))
     valid_h = -(-round(height * scale) // MAP_STRIDE)
@@ -399,14 +403,9 @@ def _detect_input(image: np.ndarray, bgr: np.ndarray, scale: float, run: Runner,
 def quad_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two convex quads, as edge-page.js `quadIou` computes it."""
     overlap = _clip_convex(a, b)
-    inter = _area(overlap) if len(overlap) >= 3 else 0.0
-    union = _area(a) + _area(b) - inter
+    inter = abs(_signed_area(overlap)) if len(overlap) >= 3 else 0.0
+    union = abs(_signed_area(a)) + abs(_signed_area(b)) - inter
     return inter / union if union > 0 else 0.0
-
-
-def _area(points: np.ndarray) -> float:
-    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))) / 2
 
 
 def _clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
@@ -432,7 +431,7 @@ def _clip_convex(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
 
 
 def _signed_area(points: np.ndarray) -> float:
-    x, y = points[:, 0], points[:, 1]
+    x, y = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
     return float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) / 2
 
 

@@ -179,7 +179,10 @@ export async function readPage(blob) {
   const found = await detect(input);
   // as detector.detect_page: a page of large letters keeps the regions a smaller second pass finds too
   const second = geometry.confirmInput(image, input, params, found.detections.length);
-  if (second) found.detections = geometry.confirmed(found.detections, (await detect(second)).detections, params.confirm_iou ?? 0.2);
+  if (second) {
+    const checks = (await detect(second)).detections;
+    found.detections = geometry.confirmed(found.detections, checks, params.confirm_iou ?? 0.2);
+  }
   const detected = performance.now();
   const crops = found.detections.map((detection) => geometry.rectify(image, detection.cropQuad));
   const rectified = performance.now();
