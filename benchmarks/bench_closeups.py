@@ -1,7 +1,7 @@
 """The detector on close-up photos, where text is larger than on a whole worksheet. Prints figures; it is not a test.
 
 A student photographs one problem from close by, so its text reaches the detector two to four times as large
-as on a whole-page photo. Three checks:
+as on a whole-page photo. Four checks:
 
 - text only: lines of Korean and English sentences (not the page generator's own) in each installed Nanum font,
   at several text heights as the detector sees them, on grey paper with noise: every region found is false;
@@ -9,7 +9,9 @@ as on a whole-page photo. Three checks:
   pixels (the detector sees it about 1.4x as large as the whole page): recall of the formulas wholly inside at
   IoU 0.5, and regions found that match none of them and do not lie on a formula the window cuts;
 - photographed: windows of 30-50% of the width enlarged to 1600 px wide, as a phone photo of that part of the
-  sheet fills the frame (2-3.5x as large as the whole page at the detector's input); the same figures.
+  sheet fills the frame (2-3.5x as large as the whole page at the detector's input); the same figures;
+- filling the frame: one formula cut with a little paper around it and enlarged to 1800 px wide, as a photo of
+  that formula alone: the share where exactly one region spans 75% of the width, printed and handwritten.
 
     .venv/bin/python benchmarks/bench_closeups.py
     .venv/bin/python benchmarks/bench_closeups.py --detector runs/x/export/detector --limit 100
@@ -119,6 +121,32 @@ def closeups(model: OnnxDetector, pages: Path, limit: int | None, seed: int, wid
             "extra_regions": extra}
 
 
+def filling_the_frame(model: OnnxDetector, pages: Path, limit: int | None, seed: int) -> dict:
+    """One formula of each page cut with a margin of 30% of its height around its box and enlarged to 1800 px wide,
+    as a phone photo of that formula alone: the share where exactly one region spans 75% of its width, per kind."""
+    rng = np.random.default_rng(seed)
+    records = [json.loads(line) for line in pages.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
+    tally: dict[str, list[int]] = {}
+    for record in records:
+        if not record["regions"]:
+            continue
+        image = load_image(pages.parent / record["image"])
+        region = record["regions"][int(rng.integers(len(record["regions"])))]
+        quad = np.asarray(region["quad"], float)
+        (x0, y0), (x1, y1) = quad.min(axis=0), quad.max(axis=0)
+        margin = 0.3 * (y1 - y0)
+        x0, y0 = int(max(0, x0 - margin)), int(max(0, y0 - margin))
+        x1, y1 = int(min(image.shape[1], x1 + margin)), int(min(image.shape[0], y1 + margin))
+        zoom = 1800 / max(1, x1 - x0)
+        photo = cv2.resize(image[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
+        found = model([photo])[0].detections
+        spans = len(found) == 1 and np.ptp(np.asarray(found[0].quad.points)[:, 0]) >= 0.75 * photo.shape[1]
+        counts = tally.setdefault(region["kind"], [0, 0])
+        counts[0] += 1
+        counts[1] += bool(spans)
+    return {kind: {"photos": n, "one_covering_region": round(hits / n, 4)} for kind, (n, hits) in sorted(tally.items())}
+
+
 def main(
     detector: Annotated[Path | None, typer.Option(help="detector folder/record (default: models/detector)")] = None,
     pages: Annotated[Path, typer.Option(help="held-out page manifest")] = Path("work/det/val/manifest.jsonl"),
@@ -140,6 +168,8 @@ def main(
         print(json.dumps({"closeups": report["closeups"]}))
         report["photographed"] = closeups(model, pages, limit, seed, widths=(0.3, 0.5), photo_width=1600)
         print(json.dumps({"photographed": report["photographed"]}))
+        report["filling_the_frame"] = filling_the_frame(model, pages, limit, seed)
+        print(json.dumps({"filling_the_frame": report["filling_the_frame"]}))
     else:
         print(f"no page manifest at {pages}: close-ups skipped (see bench_pipeline.py for how to make it)")
     report["seconds"] = round(time.perf_counter() - clock, 1)

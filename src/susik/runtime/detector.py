@@ -171,16 +171,16 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
 def letter_height(bgr: np.ndarray) -> float:
     """How tall a page's letters are, in its pixels: the 75th percentile of the heights of the ink's
     letter-like connected components (8-connected; at least 5 px tall and a quarter as wide, at most 3x as wide
-    as tall and a quarter of the page's height, filling at least 12% of their box: not the pieces of a ruled or
-    squared paper's lines); 0 with fewer than ten of them (a line of cursive handwriting, a blank page). The
+    as tall and 2/5 of the page's height, filling at least 12% of their box: not the pieces of a ruled or
+    squared paper's lines); 0 with fewer than six of them (a line of cursive handwriting, a blank page). The
     components of a word of text are its letters (or a Hangul syllable's parts), so the figure grows with the
     text's size, whatever the formulas' size."""
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     _, _, stats, _ = cv2.connectedComponentsWithStats(ink_mask(gray), connectivity=8)
     widths, heights, areas = (stats[1:, i].astype(np.int64) for i in (2, 3, 4))
-    letters = (heights >= 5) & (4 * widths >= heights) & (widths <= 3 * heights) & (4 * heights <= gray.shape[0]) \
+    letters = (heights >= 5) & (4 * widths >= heights) & (widths <= 3 * heights) & (5 * heights <= 2 * gray.shape[0]) \
         & (100 * areas >= 12 * widths * heights)
-    return float(np.percentile(heights[letters], 75)) if letters.sum() >= 10 else 0.0
+    return float(np.percentile(heights[letters], 75)) if letters.sum() >= 6 else 0.0
 
 
 def page_input(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, float]:

@@ -244,16 +244,16 @@ export function inkMask(grey, width, height) {
 }
 
 // detector.letter_height: the 75th percentile (numpy's linear) of the heights of the ink's letter-like
-// 8-connected components; 0 with fewer than ten.
+// 8-connected components; 0 with fewer than six.
 export function letterHeight(image) {
   const { width, height } = image;
   const { boxes, areas } = components(inkMask(gray(image), width, height), width, height, true);
   const heights = [];
   for (let i = 1; i < boxes.length; i++) {
     const w = boxes[i][2] - boxes[i][0] + 1, h = boxes[i][3] - boxes[i][1] + 1;
-    if (h >= 5 && 4 * w >= h && w <= 3 * h && 4 * h <= height && 100 * areas[i] >= 12 * w * h) heights.push(h);
+    if (h >= 5 && 4 * w >= h && w <= 3 * h && 5 * h <= 2 * height && 100 * areas[i] >= 12 * w * h) heights.push(h);
   }
-  if (heights.length < 10) return 0;
+  if (heights.length < 6) return 0;
   heights.sort((a, b) => a - b);
   const position = 0.75 * (heights.length - 1), low = Math.floor(position);
   const high = Math.min(low + 1, heights.length - 1);
