@@ -73,6 +73,10 @@ def text_only(model: OnnxDetector, seed: int) -> dict:
     return report
 
 
+def read_records(pages: Path, limit: int | None) -> list[dict]:
+    return [json.loads(line) for line in pages.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
+
+
 def _inside(points: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> bool:
     return bool((points[:, 0] >= x0).all() and (points[:, 0] < x1).all() and (points[:, 1] >= y0).all()
                 and (points[:, 1] < y1).all())
@@ -83,7 +87,7 @@ def closeups(model: OnnxDetector, pages: Path, limit: int | None, seed: int, wid
     """Windows of `widths` of a page's width around one of its formulas; `photo_width` enlarges each window to
     that many pixels wide, as a phone photo of that part of the sheet fills the frame."""
     rng = np.random.default_rng(seed)
-    records = [json.loads(line) for line in pages.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
+    records = read_records(pages, limit)
     whole = matched = extra = windows = 0
     for record in records:
         if not record["regions"]:
@@ -125,7 +129,7 @@ def filling_the_frame(model: OnnxDetector, pages: Path, limit: int | None, seed:
     """One formula of each page cut with a margin of 30% of its height around its box and enlarged to 1800 px wide,
     as a phone photo of that formula alone: the share where exactly one region spans 75% of its width, per kind."""
     rng = np.random.default_rng(seed)
-    records = [json.loads(line) for line in pages.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
+    records = read_records(pages, limit)
     tally: dict[str, list[int]] = {}
     for record in records:
         if not record["regions"]:

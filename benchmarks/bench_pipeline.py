@@ -35,10 +35,11 @@ import numpy as np
 import typer
 
 from susik.eval.detection import RegionGuess, RegionTruth, aggregate_pages, score_page
-from susik.pipeline import Pipeline
-from susik.results import Recognition
+from susik.latex.labels import split_reading_label, strip_sentence_punctuation
+from susik.pipeline import Pipeline, rectify
+from susik.results import Quad, Recognition
 from susik.runtime.decoding import with_rescue
-from susik.runtime.detector import DetectParams, OnnxDetector
+from susik.runtime.detector import DetectParams, OnnxDetector, widen_quad
 from susik.runtime.image_io import load_image
 from susik.runtime.orient import DeskewOrienter
 
@@ -54,11 +55,6 @@ def _exact(prediction: str, reference: str) -> bool:
 def truth_readings(pipeline: Pipeline, image: np.ndarray, regions: list[dict]) -> list[str]:
     """Each true region read from its own quad, cut as the pipeline cuts a detected one (the detector's crop
     margins, the orienter, the label and punctuation rules): what a perfect detector would give the recognizer."""
-    from susik.latex.labels import split_reading_label, strip_sentence_punctuation
-    from susik.pipeline import rectify
-    from susik.results import Quad
-    from susik.runtime.detector import widen_quad
-
     params = pipeline.detector.params
     size = (image.shape[1], image.shape[0])
     crops = [rectify(image, Quad.from_json(widen_quad(np.asarray(r["quad"], float), params.crop_margin_along,
