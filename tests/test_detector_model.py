@@ -148,6 +148,38 @@ def test_zoomed_samples_show_formulas_larger(tmp_path):
                           make_sample(page, plain, np.random.default_rng(1)).image)
 
 
+def test_alone_samples_fill_the_crop_with_one_formula_and_label_nothing_on_the_grey(tmp_path):
+    (page,) = read_pages(_page_file(tmp_path))
+    plain = SampleConfig(size=320, scale=(1.0, 1.0), quarter_turn_share=0.0, focus_share=1.0, gray_share=0.0)
+    alone = plain.model_copy(update={"alone_share": 1.0, "alone_margin": (0.5, 0.5), "alone_fill": (0.9, 0.9)})
+    for seed in range(4):
+        sample = make_sample(page, alone, np.random.default_rng(seed))
+        ys, xs = np.nonzero(sample.kind_mask)
+        # the 124 px formula with half a line height (12 px) each side: a 149 px window scaled to 90% of 320 px
+        assert abs(np.ptp(xs) * 2 - 124 * 0.9 * 320 / 149) <= 4
+        assert sample.kernel.any() and not sample.kernel[sample.kind_mask == 0].any()
+        image = sample.image.mean(axis=0)
+        assert image[ys * 2, xs * 2].mean() < image.max() - 2.0  # the label sits on the ink, not the paper
+    # a neighbour the window cuts keeps its label only inside the window
+    record = json.loads(_page_file(tmp_path).read_text())
+    wide = {**record["regions"][0], "quad": [[28, 38], [152, 38], [152, 62], [28, 62]]}
+    neighbour = {**wide, "polygon": [[150, 100], [290, 100], [290, 124], [150, 124]]}
+    record["regions"] = [{**wide, "polygon": wide["quad"]}, neighbour]
+    (tmp_path / "two.jsonl").write_text(json.dumps(record) + "\n")
+    (two,) = read_pages(tmp_path / "two.jsonl")
+    for seed in range(6):
+        sample = make_sample(two, alone.model_copy(update={"alone_margin": (2.0, 2.0)}), np.random.default_rng(seed))
+        grey = sample.image.mean(axis=0)
+        flat = np.abs(grey - grey[0, 0]) < 1e-6
+        ys, xs = np.nonzero(sample.kind_mask)
+        assert not flat[ys * 2, xs * 2].all()
+        assert not (flat[ys * 2, xs * 2] & flat[ys * 2 + 1, xs * 2 + 1]).sum() > 0.05 * len(ys)
+    # no draw at share 0: an older config's samples come out as before
+    never = plain.model_copy(update={"alone_fill": (0.5, 0.5)})
+    assert np.array_equal(make_sample(page, never, np.random.default_rng(1)).image,
+                          make_sample(page, plain, np.random.default_rng(1)).image)
+
+
 def test_a_few_steps_reduce_the_loss_and_checkpoints_resume(tmp_path):
     manifest = _page_file(tmp_path)
     config = TrainDetectorConfig(

@@ -210,6 +210,12 @@ class SampleConfig(BaseModel):
     # whole-page photo, and a detector that never saw text that large took Korean words for formulas.
     zoom_share: float = Field(0.0, ge=0, le=1, description="pages rescaled within `zoom` instead of `scale`")
     zoom: tuple[float, float] = Field((1.6, 3.2), description="rescale range of a close-up (zoomed) page")
+    # A photo of one formula alone fills the frame with it: at a close-up's letter size the net split or missed
+    # it (`benchmarks/bench_closeups.py`, filling the frame), having only seen formulas among a page's text.
+    alone_share: float = Field(0.0, ge=0, le=1, description="samples cut around one formula, a little paper "
+                               "around it (`alone_margin` line heights), scaled to fill `alone_fill` of the crop")
+    alone_margin: tuple[float, float] = Field((0.2, 1.0), description="paper around the formula, line heights")
+    alone_fill: tuple[float, float] = Field((0.5, 1.0), description="the window's long side / the crop's size")
     quarter_turn_share: float = Field(0.6, ge=0, le=1, description="pages given an extra random quarter turn")
     # Pages are filled from the top and formulas cover a few percent of them: a uniform crop often holds
     # none, and the kernel head learned nothing in 175 steps that way (measured). Most crops hold one.
@@ -264,6 +270,23 @@ def make_sample(page: PageRecord, config: SampleConfig, rng: np.random.Generator
         polygons = [rotate_quarter_points(p, width, height, turns) for p in polygons]
         image = np.ascontiguousarray(np.rot90(image, k=-turns))  # k < 0: clockwise, as the points
         orientation = (orientation + 90 * turns) % 360
+    alone = config.alone_share > 0 and bool(polygons) and rng.random() < config.alone_share  # no draw at 0
+    visible = None
+    if alone:
+        canvas, polygons, visible = _alone(image, polygons, config, rng)
+    else:
+        canvas, polygons = _page_window(image, polygons, config, rng)
+    canvas = _jitter(canvas, config, rng)
+    targets = draw_targets(polygons, page.handwritten, config.size, config.shrink)
+    if visible is not None:  # a neighbour cut by the window ends at its edge, not on the grey around it
+        targets = _only_inside(targets, visible)
+    tensor = ((canvas.astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1)
+    return Sample(tensor, *targets, orientation // 90)
+
+
+def _page_window(image: np.ndarray, polygons: list[np.ndarray], config: SampleConfig,
+                 rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The page rescaled (a close-up's zoom or the usual range) and a crop of it, mostly around a formula."""
     zoomed = config.zoom_share > 0 and rng.random() < config.zoom_share  # no draw at 0: older runs replay
     scale = float(rng.uniform(*(config.zoom if zoomed else config.scale)))
     height, width = image.shape[:2]
@@ -274,11 +297,41 @@ def make_sample(page: PageRecord, config: SampleConfig, rng: np.random.Generator
     if polygons and rng.random() < config.focus_share:
         focus = polygons[int(rng.integers(len(polygons)))].mean(axis=0)
     canvas, offset = _random_crop(image, config.size, rng, focus)
-    polygons = [p - offset for p in polygons]
-    canvas = _jitter(canvas, config, rng)
-    targets = draw_targets(polygons, page.handwritten, config.size, config.shrink)
-    tensor = ((canvas.astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1)
-    return Sample(tensor, *targets, orientation // 90)
+    return canvas, [p - offset for p in polygons]
+
+
+def _alone(image: np.ndarray, polygons: list[np.ndarray], config: SampleConfig,
+           rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray], tuple[int, int, int, int]]:
+    """One formula's box with `alone_margin` line heights of the page around it, scaled so its long side is
+    `alone_fill` of the crop, at a random place on a flat grey canvas: a photo of that formula alone. Also
+    the window's place on the canvas (x0, y0, x1, y1)."""
+    chosen = polygons[int(rng.integers(len(polygons)))]
+    line_height = min(cv2.minAreaRect(chosen.astype(np.float32))[1])
+    margin = float(rng.uniform(*config.alone_margin)) * max(line_height, 1.0)
+    height, width = image.shape[:2]
+    x0, y0 = np.maximum(np.floor(chosen.min(axis=0) - margin), 0).astype(int)
+    x1, y1 = np.minimum(np.ceil(chosen.max(axis=0) + margin) + 1, (width, height)).astype(int)
+    window = image[y0:y1, x0:x1]
+    scale = float(rng.uniform(*config.alone_fill)) * config.size / max(window.shape[:2])
+    size = (max(1, min(config.size, round(window.shape[1] * scale))),
+            max(1, min(config.size, round(window.shape[0] * scale))))
+    scaled = cv2.resize(window, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.full((config.size, config.size, 3), int(rng.integers(40, 220)), np.uint8)
+    left = int(rng.integers(0, config.size - size[0] + 1))
+    top = int(rng.integers(0, config.size - size[1] + 1))
+    canvas[top : top + size[1], left : left + size[0]] = scaled
+    factors = np.array([size[0] / window.shape[1], size[1] / window.shape[0]])
+    moved = [(p - (x0, y0) + 0.5) * factors - 0.5 + (left, top) for p in polygons]
+    return canvas, moved, (left, top, left + size[0], top + size[1])
+
+
+def _only_inside(targets: tuple[np.ndarray, ...], box: tuple[int, int, int, int]) -> tuple[np.ndarray, ...]:
+    """Targets (kernel, kernel mask, handwritten, kind mask, ends, starts) zeroed outside `box` (input pixels),
+    the kernel mask left whole: the grey around a window is no formula, and says so."""
+    x0, y0, x1, y1 = box
+    inside = np.zeros_like(targets[0])
+    inside[y0 // MAP_STRIDE : -(-y1 // MAP_STRIDE), x0 // MAP_STRIDE : -(-x1 // MAP_STRIDE)] = 1
+    return tuple(t if index == 1 else t * inside for index, t in enumerate(targets))
 
 
 def _random_crop(image: np.ndarray, size: int, rng: np.random.Generator,
