@@ -14,7 +14,8 @@ the F1 of such exact reads (spurious regions count against it too). `--attributi
 the loss from the recognizer's: each true region is also read from its own quad, and each kind's formulas are
 counted as read / misread / missed, each split by whether the true quad's crop reads right. HME100K: every photo
 holds one handwritten formula line, cropped tightly, so "found" = exactly one region whose quad spans >= 75% of
-the photo's width and crosses its middle row. Speed: a composed 12-MP page
+the photo's width and crosses its middle row. `--hme-every 2` also checks the even-numbered photos alone: the ones
+a detector trained with `scripts/photo_detector_pages.py --every 2 --first 1` never saw. Speed: a composed 12-MP page
 (3000 x 4000) holding 5 formulas, decoded from JPEG bytes each run; p50 of per-stage wall times and process
 CPU time (all threads) since the machine is shared: the load average is printed beside them.
 """
@@ -128,9 +129,12 @@ def quality(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool, at
             "slices": dict(sorted(table.items()))}
 
 
-def hme_check(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool) -> dict:
+def hme_check(pipeline: Pipeline, manifest: Path, limit: int | None, e2e: bool, every: int = 1) -> dict:
+    """The HME100K photos (every `every`-th from the first: those `scripts/photo_detector_pages.py --every N
+    --first 1` left out of the detector's training) read one by one."""
     folder = manifest.parent
-    records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
+    records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = records[::every][:limit]
     found_one = exact = exact_whole = region_counts = handwritten = 0
     whole = Pipeline.for_crops(pipeline.recognizer)
     for record in records:
@@ -209,6 +213,9 @@ def main(
     attribution: Annotated[bool, typer.Option(
         help="also read each true region from its true quad: where each formula not read right was lost")] = False,
     run_hme: Annotated[bool, typer.Option("--hme-check/--no-hme", help="the HME100K real-photo check")] = True,
+    hme_every: Annotated[int, typer.Option(min=1, help="also the check on every N-th photo from the first: those a "
+                                           "detector trained with scripts/photo_detector_pages.py --every N never "
+                                           "saw")] = 1,
     run_speed: Annotated[bool, typer.Option("--speed/--no-speed", help="the 12-MP timing")] = True,
     rescue_below: Annotated[float | None, typer.Option(help="override the record's decode.rescue_below (0: greedy)")] = None,
     rescue_beam: Annotated[int | None, typer.Option(help="override the record's decode.rescue_beam")] = None,
@@ -248,6 +255,9 @@ def main(
     if run_hme and hme.is_file():
         report["hme100k"] = hme_check(pipeline, hme, None, e2e)
         print(json.dumps({"hme100k": report["hme100k"]}))
+        if hme_every > 1:
+            report["hme100k_held_out"] = hme_check(pipeline, hme, None, e2e, hme_every)
+            print(json.dumps({"hme100k_held_out": report["hme100k_held_out"]}))
     if run_speed:
         report["speed_12mp"] = speed(pipeline, repeats)
         print(json.dumps({"speed_12mp": report["speed_12mp"]}))
