@@ -9,7 +9,8 @@ photos in keeps it honest; the others stay out as the check.
         --add-to work/det/train_s7/manifest.jsonl --out work/det/train_s7/manifest_hme.jsonl --every 2 --first 1
 
 The pages of `--add-to` come first, unchanged; then every `--every`-th photo from the `--first` (0-based), as
-`{"image": absolute path, "orientation": 0, "regions": [one handwritten quad]}`. Photos left out (with `--every 2
+`{"image": absolute path, "orientation": 0, "regions": [one handwritten quad], "source", "license"}` (the
+photo's own). Photos left out (with `--every 2
 --first 1`: the even ones) are the held-out check (`benchmarks/bench_pipeline.py --hme-every 2`). A photo whose
 ink cannot be found is skipped with a note. The region is the box of the photo's ink components at least 3 px tall,
 leaving out a ruled line (wider than half the photo and under a tenth of its height): the photos are cropped to
@@ -41,7 +42,8 @@ def ink_box(gray: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(x[keep].min()), int(y[keep].min()), int((x + w)[keep].max() - 1), int((y + h)[keep].max() - 1)
 
 
-def photo_page(path: Path) -> dict | None:
+def photo_page(path: Path, source: str = "unknown", license: str = "unknown") -> dict | None:
+    """A page record for the photo at `path`, carrying its sample's source and licence; None without ink."""
     image = load_image(path)
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     box = ink_box(gray)
@@ -50,7 +52,8 @@ def photo_page(path: Path) -> dict | None:
     x0, y0, x1, y1 = box
     quad = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
     return {"image": str(path.resolve()), "width": gray.shape[1], "height": gray.shape[0], "orientation": 0,
-            "regions": [{"quad": quad, "polygon": quad, "latex": "", "kind": "handwritten"}]}
+            "regions": [{"quad": quad, "polygon": quad, "latex": "", "kind": "handwritten"}],
+            "source": source, "license": license}
 
 
 def main(
@@ -69,9 +72,10 @@ def main(
                 raise typer.BadParameter("--out must sit beside --add-to: its pages' images are relative to it")
             handle.write(add_to.read_text(encoding="utf-8").rstrip("\n") + "\n")
         for line in lines[first::every]:
-            path = photos.parent / json.loads(line)["image"]
+            record = json.loads(line)
+            path = photos.parent / record["image"]
             try:
-                page = photo_page(path)
+                page = photo_page(path, record.get("source", "unknown"), record.get("license", "unknown"))
             except ImageLoadError as error:
                 page = None
                 print(f"skipped {path}: {error}")

@@ -306,6 +306,27 @@ def test_pages_the_run_did_not_make_carry_their_own_licences_into_the_record(tmp
     assert sources[-1]["license"] == "unknown"
 
 
+def test_photos_mixed_into_the_generated_pages_are_named_with_their_licence(tmp_path):
+    from susik.models.detector_data import SYNTHETIC_PAGES, GenerateConfig
+    from susik.models.train_detector import save_checkpoint
+    from susik.runtime.detect_export import export_detector
+    from susik.runtime.detector import load_detector_record
+
+    pages = tmp_path / "pages.jsonl"
+    made = {"image": "a.jpg", "regions": [], "source": SYNTHETIC_PAGES, "license": "synthetic"}
+    photo = {"image": "/p.jpg", "regions": [], "source": "hme100k", "license": "research use only"}
+    pages.write_text("\n".join(json.dumps(page) for page in (made, made, photo)) + "\n")
+    config = TrainDetectorConfig(model=TINY, train_pages=pages, params=DetectParams(long_side=320),
+                                 generate_train=GenerateConfig(n=2, corpus=Path("corpus.txt")))
+    save_checkpoint(tmp_path / "last.pt", FormulaDetector(TINY), torch.optim.AdamW(FormulaDetector(TINY).parameters()),
+                    1, 0.5, config, "abc", "susik train detector")
+    sources = load_detector_record(export_detector(tmp_path / "last.pt", tmp_path / "models").parent).training.sources
+    names = [source["name"] for source in sources]
+    assert names[0].startswith("synthetic pages") and any("corpus.txt" in name for name in names)
+    assert sources[-1] == {"name": f"hme100k: 1 pages of {pages}", "license": "research use only"}
+    assert not any(name.startswith(SYNTHETIC_PAGES) for name in names)  # the generated pages are named once
+
+
 @pytest.mark.skipif(__import__("shutil").which("latex") is None, reason="needs TeX (latex + dvipng)")
 def test_page_cache_follows_the_plan_and_is_downscaled(tmp_path):
     from susik.models.detector_data import GenerateConfig, generate_pages

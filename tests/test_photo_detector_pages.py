@@ -50,7 +50,8 @@ def test_every_other_photo_joins_the_pages_and_training_reads_them(script, tmp_p
     lines = []
     for number in range(5):
         _photo(folder / f"{number}.png", (10 + number, 10, 150, 30))
-        lines.append(json.dumps({"image": f"{number}.png", "latex": "x", "kind": "handwritten"}))
+        lines.append(json.dumps({"image": f"{number}.png", "latex": "x", "kind": "handwritten", "source": "hme100k",
+                                 "license": "research use only"}))
     (folder / "train.jsonl").write_text("\n".join(lines) + "\n")
     cv2.imwrite(str(tmp_path / "page.jpg"), np.full((100, 100, 3), 230, np.uint8))
     quad = [[10, 10], [40, 10], [40, 20], [10, 20]]
@@ -64,6 +65,7 @@ def test_every_other_photo_joins_the_pages_and_training_reads_them(script, tmp_p
     written = [json.loads(line) for line in (tmp_path / "mixed.jsonl").read_text().splitlines()]
     assert written[0] == page
     assert [Path(p["image"]).name for p in written[1:]] == ["1.png", "3.png"]  # 0, 2, 4 stay out as the check
+    assert {(p["source"], p["license"]) for p in written[1:]} == {("hme100k", "research use only")}
     assert [p.polygons[0][0][0] for p in read_pages(tmp_path / "mixed.jsonl")[1:]] == [11, 13]
     elsewhere = args[:4] + [str(tmp_path / "photos" / "mixed.jsonl")] + args[5:]
     assert runner.invoke(_app(script), elsewhere).exit_code != 0  # relative page images would not resolve

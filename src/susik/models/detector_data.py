@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from susik.data.geometry import rotate_quarter_points
 from susik.runtime.detector import MAP_STRIDE, MEAN, STD, offset_polygon, shrink_distance
 
+SYNTHETIC_PAGES = "susik-synth-pages"  # the `source` of every page `generate_pages` writes
+
 
 class GenerateConfig(BaseModel):
     """How the page cache is made."""
@@ -129,7 +131,7 @@ def _compose_chunk(task: _Task) -> list[dict]:
         height, width = image.shape[:2]
         records.append({
             "image": name, "width": width, "height": height, "orientation": page.orientation,
-            "regions": regions, "conditions": list(page.conditions) or ["clean"], "source": "susik-synth-pages",
+            "regions": regions, "conditions": list(page.conditions) or ["clean"], "source": SYNTHETIC_PAGES,
             "license": task.licence,
         })
     return records

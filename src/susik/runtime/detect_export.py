@@ -24,6 +24,7 @@ from torch import nn
 from susik.eval.detect_match import match_regions
 from susik.models.data_card import data_section
 from susik.models.detector import FormulaDetector, count_parameters
+from susik.models.detector_data import SYNTHETIC_PAGES
 from susik.models.registry import RECORD_NAME, TrainingInfo, file_entry
 from susik.models.train_detector import load_model
 from susik.runtime.detector import DetectorRecord, DetectParams, OnnxDetector, preprocess
@@ -229,9 +230,11 @@ def _sources(train_config: dict) -> list[dict[str, str]]:
     if generate.get("handwritten"):
         sources.append({"name": f"handwriting from {generate['handwritten']} (CROHME)",
                         "license": "CC BY-NC-SA 3.0 (believed): non-commercial, share-alike"})
+    pages = _manifest_sources(Path(str(train_config["train_pages"])))
     if not generate:  # pages the run did not make (another run's caches, labelled photos): as each page says
-        sources += _manifest_sources(Path(str(train_config["train_pages"])))
-    return sources
+        return sources + pages
+    # real photos mixed into the pages the run made (scripts/photo_detector_pages.py) say what they are
+    return sources + [page for page in pages if not page["name"].startswith((SYNTHETIC_PAGES, "pages of "))]
 
 
 def _manifest_sources(manifest: Path) -> list[dict[str, str]]:
