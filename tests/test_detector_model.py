@@ -368,3 +368,35 @@ def test_page_licence_names_every_source_with_its_licence(tmp_path):
     only_generated = license_note(GenerateConfig())
     assert GENERATED_LICENSE in only_generated and CORPUS_LICENSE not in only_generated
     assert "handwriting" not in only_generated
+
+
+def test_averaged_detector_checkpoints_hold_the_mean_and_export(tmp_path):
+    from typer.testing import CliRunner
+
+    from susik.cli import app
+    from susik.models.train_detector import save_checkpoint
+    from susik.runtime.detect_export import export_detector
+    from susik.runtime.detector import load_detector_record
+
+    config = TrainDetectorConfig(model=TINY, train_pages=tmp_path / "pages.jsonl", params=DetectParams(long_side=320))
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = FormulaDetector(TINY)
+        paths.append(tmp_path / f"{seed}.pt")
+        save_checkpoint(paths[-1], model, torch.optim.AdamW(model.parameters()), 10 + seed, 0.5, config, "v",
+                        f"susik train detector #{seed}")
+    out = tmp_path / "avg.pt"
+    args = ["train", "average-detector", *map(str, paths), "--out", str(out), "--weight", "3", "--weight", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    states = [torch.load(p, weights_only=False)["model"] for p in paths]
+    averaged = torch.load(out, weights_only=False)
+    name = next(k for k, v in states[0].items() if v.is_floating_point() and v.numel() > 1)
+    assert torch.allclose(averaged["model"][name], 0.75 * states[0][name] + 0.25 * states[1][name])
+    assert [entry["weight"] for entry in averaged["averaged_from"]] == [0.75, 0.25]
+    record = load_detector_record(export_detector(out, tmp_path / "models").parent)
+    assert record.training.command.startswith("susik train average-detector") and record.training.step == 10
+    bad = CliRunner().invoke(app, ["train", "average-detector", str(paths[0]), str(tmp_path / "pages.jsonl"),
+                                   "--out", str(tmp_path / "x.pt")])
+    assert bad.exit_code == 1 and "error:" in bad.output

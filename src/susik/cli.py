@@ -38,11 +38,12 @@ app.command()(recognize)
 train_app.command("recognizer")(train_recognizer)
 train_app.command("average")(average_recognizers)
 export_app.command("recognizer")(export_recognizer)
-from susik.models.detector_commands import export_detector_command, train_detector
+from susik.models.detector_commands import average_detectors, export_detector_command, train_detector
 from susik.runtime.predict_command import predict
 
 app.command()(predict)
 train_app.command("detector")(train_detector)
+train_app.command("average-detector")(average_detectors)
 export_app.command("detector")(export_detector_command)
 from susik.eval.commands import eval_app, models_app
 from susik.eval.gate_command import gate

@@ -1,4 +1,4 @@
-"""`susik train detector` and `susik export detector`."""
+"""`susik train detector`, `susik train average-detector` and `susik export detector`."""
 
 from __future__ import annotations
 
@@ -93,6 +93,52 @@ def _checkpoint_from_bundle(folder: Path, settings: TrainDetectorConfig) -> Path
     torch.save(checkpoint, path)
     typer.echo(f"rebuilt {folder} (version {checkpoint['rebuilt_from']['version']}) as {path}")
     return path
+
+
+def average_detectors(
+    checkpoints: Annotated[list[Path], typer.Argument(help="detector checkpoints fine-tuned from one start")],
+    out: Annotated[Path, typer.Option(help="the averaged checkpoint (.pt), for `susik export detector`")],
+    weight: Annotated[list[float] | None, typer.Option(
+        help="one per checkpoint, in order (normalised to sum 1); default: equal")] = None,
+) -> None:
+    """Average detector checkpoints' weights (a fine-tune with the weights it started from keeps some of both).
+    The heaviest checkpoint (the first of equals) gives the training config the export records, so put the
+    fine-tune whose data the average should name first."""
+    import pickle
+
+    import torch
+
+    from susik.models.averaging import average_states
+
+    weights = weight or [1.0] * len(checkpoints)
+    try:
+        loaded = [torch.load(path, map_location="cpu", weights_only=False) for path in checkpoints]
+        model = average_states([checkpoint["model"] for checkpoint in loaded], weights)
+        configs = {json.dumps(checkpoint["model_config"], sort_keys=True) for checkpoint in loaded}
+    except OSError as error:
+        _fail(f"cannot read a checkpoint: {error}")
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        _fail(f"not a torch checkpoint: {str(error).splitlines()[0]}")
+    except KeyError as error:
+        _fail(f"not a detector checkpoint: no {error}")
+    except ValueError as error:
+        _fail(str(error))
+    if len(configs) > 1:
+        _fail("the checkpoints have different architectures")
+    total = float(sum(weights))
+    heaviest = loaded[max(range(len(loaded)), key=lambda i: weights[i])]
+    averaged = {key: value for key, value in heaviest.items() if key != "optimizer"}
+    averaged.update(model=model, command=shlex.join(
+        ["susik", "train", "average-detector", *map(str, checkpoints), "--out", str(out),
+         *[part for w in weights for part in ("--weight", f"{w:g}")]]),
+        averaged_from=[{"checkpoint": str(path), "weight": round(w / total, 6), "step": checkpoint.get("step"),
+                        "command": checkpoint.get("command", "")}
+                       for path, w, checkpoint in zip(checkpoints, weights, loaded)])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")  # a kill mid-write leaves no half checkpoint at `out`
+    torch.save(averaged, temporary)
+    temporary.replace(out)
+    typer.echo(f"wrote {out}: " + ", ".join(f"{w / total:.2f} x {path}" for w, path in zip(weights, checkpoints)))
 
 
 def export_detector_command(

@@ -165,7 +165,7 @@ def _decoding(decode: DecodeConfig) -> str:
     return search
 
 
-def _averaged_lines(averaged_from: list[dict[str, Any]], indent: str) -> list[str]:
+def averaged_lines(averaged_from: list[dict[str, Any]], indent: str) -> list[str]:
     """The inputs of a weight average, each with the command that trained it (and its own inputs, nested)."""
     if not averaged_from:
         return []
@@ -173,7 +173,7 @@ def _averaged_lines(averaged_from: list[dict[str, Any]], indent: str) -> list[st
     for entry in averaged_from:
         lines.append(f"{indent}- {entry.get('weight')} x `{entry.get('checkpoint')}` (step {entry.get('step')}): "
                      f"`{entry.get('command', '')}`")
-        lines += _averaged_lines(entry.get("averaged_from", []), indent + "  ")
+        lines += averaged_lines(entry.get("averaged_from", []), indent + "  ")
     return lines
 
 
@@ -209,7 +209,7 @@ def model_card(record: ModelRecord) -> str:
         f"- Command: `{record.training.command}`",
         f"- Step {record.training.step}; validation exp_rate {record.training.best_metric}.",
     ]
-    lines += _averaged_lines(record.training.averaged_from, "  ")
+    lines += averaged_lines(record.training.averaged_from, "  ")
     if record.training.data_versions:
         lines += ["- Data versions:"]
         lines += [f"  - `{m}`: `{v}`" for m, v in record.training.data_versions.items()]

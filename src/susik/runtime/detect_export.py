@@ -25,7 +25,7 @@ from susik.eval.detect_match import match_regions
 from susik.models.data_card import data_section
 from susik.models.detector import FormulaDetector, count_parameters
 from susik.models.detector_data import SYNTHETIC_PAGES
-from susik.models.registry import RECORD_NAME, TrainingInfo, file_entry
+from susik.models.registry import RECORD_NAME, TrainingInfo, averaged_lines, file_entry
 from susik.models.train_detector import load_model
 from susik.runtime.detector import DetectorRecord, DetectParams, OnnxDetector, preprocess
 
@@ -151,6 +151,7 @@ def export_detector(checkpoint: Path, out: Path, quantization: Quantization = "n
             best_metric=float(meta["best_f1"]),
             data_versions={str(train_config["train_pages"]): str(meta["data_version"])},
             sources=_sources(train_config),
+            averaged_from=list(meta.get("averaged_from", [])),
         ),
         metrics=metrics or {},
     )
@@ -208,8 +209,11 @@ def model_card(record: DetectorRecord) -> str:
         (f"- Command: `{record.training.command}`; step {record.training.step}; the run's best held-out F1 "
          f"{round(record.training.best_metric or 0.0, 4)} (in-training evaluation on a subset of the held-out "
          "pages, at the training config's thresholds; the exported step may be another)."),
-        "- Data: synthetic pages only (composed worksheet photos with exact quads).",
+        "- Data: " + ("synthetic pages (composed worksheet photos with exact quads) and the pages of a manifest "
+                      "listed below" if any(" pages of " in source["name"] for source in record.training.sources)
+                      else "synthetic pages only (composed worksheet photos with exact quads)") + ".",
     ]
+    lines += averaged_lines(record.training.averaged_from, "  ")
     lines += ["", *data_section(record.training.sources)]
     lines += ["", "## Measured", ""]
     if record.metrics:
