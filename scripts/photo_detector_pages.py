@@ -62,6 +62,8 @@ def main(
     add_to: Annotated[Path | None, typer.Option(help="page manifest whose pages come first")] = None,
     every: Annotated[int, typer.Option(min=1, help="take every N-th photo")] = 2,
     first: Annotated[int, typer.Option(min=0, help="starting at this one (0-based)")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, help="write each photo's page this many times (its weight among "
+                                        "the pages, which training draws evenly)")] = 1,
 ) -> None:
     lines = [line for line in photos.read_text(encoding="utf-8").splitlines() if line.strip()]
     written = skipped = 0
@@ -82,9 +84,9 @@ def main(
             if page is None:
                 skipped += 1
                 continue
-            handle.write(json.dumps(page) + "\n")
+            handle.write((json.dumps(page) + "\n") * repeat)
             written += 1
-    print(f"{written} photo pages written to {out} ({skipped} skipped)")
+    print(f"{written} photo pages written to {out}, each {repeat} time(s) ({skipped} skipped)")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ def test_every_other_photo_joins_the_pages_and_training_reads_them(script, tmp_p
     assert [Path(p["image"]).name for p in written[1:]] == ["1.png", "3.png"]  # 0, 2, 4 stay out as the check
     assert {(p["source"], p["license"]) for p in written[1:]} == {("hme100k", "research use only")}
     assert [p.polygons[0][0][0] for p in read_pages(tmp_path / "mixed.jsonl")[1:]] == [11, 13]
+    assert runner.invoke(_app(script), [*args, "--repeat", "3"]).exit_code == 0
+    again = [json.loads(line) for line in (tmp_path / "mixed.jsonl").read_text().splitlines()]
+    assert again[1:] == [written[1]] * 3 + [written[2]] * 3
     elsewhere = args[:4] + [str(tmp_path / "photos" / "mixed.jsonl")] + args[5:]
     assert runner.invoke(_app(script), elsewhere).exit_code != 0  # relative page images would not resolve
 
