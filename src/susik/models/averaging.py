@@ -5,7 +5,9 @@ CROHME 2013 at 32.8% and 30.0% greedy, their 0.4/0.6 average at 34.0% (see the m
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,3 +89,17 @@ def average_checkpoints(checkpoints: Sequence[Mapping[str, Any]], weights: Seque
         ],
     })
     return averaged
+
+
+def average_command(command: str, checkpoints: Sequence[Path], out: Path, weights: Sequence[float]) -> str:
+    """The `susik train <command>` line that makes this average, as its record states it."""
+    return shlex.join(["susik", "train", command, *map(str, checkpoints), "--out", str(out),
+                       *[part for w in weights for part in ("--weight", f"{w:g}")]])
+
+
+def save_average(checkpoint: Mapping[str, Any], out: Path) -> None:
+    """Write an averaged checkpoint; a kill mid-write leaves no half checkpoint at `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(out.name + ".tmp")
+    torch.save(dict(checkpoint), temporary)
+    temporary.replace(out)

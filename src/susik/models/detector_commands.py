@@ -108,7 +108,7 @@ def average_detectors(
 
     import torch
 
-    from susik.models.averaging import average_states
+    from susik.models.averaging import average_command, average_states, save_average
 
     weights = weight or [1.0] * len(checkpoints)
     try:
@@ -128,16 +128,12 @@ def average_detectors(
     total = float(sum(weights))
     heaviest = loaded[max(range(len(loaded)), key=lambda i: weights[i])]
     averaged = {key: value for key, value in heaviest.items() if key != "optimizer"}
-    averaged.update(model=model, command=shlex.join(
-        ["susik", "train", "average-detector", *map(str, checkpoints), "--out", str(out),
-         *[part for w in weights for part in ("--weight", f"{w:g}")]]),
-        averaged_from=[{"checkpoint": str(path), "weight": round(w / total, 6), "step": checkpoint.get("step"),
-                        "command": checkpoint.get("command", "")}
-                       for path, w, checkpoint in zip(checkpoints, weights, loaded)])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")  # a kill mid-write leaves no half checkpoint at `out`
-    torch.save(averaged, temporary)
-    temporary.replace(out)
+    averaged_from = [{"checkpoint": str(path), "weight": round(w / total, 6), "step": checkpoint.get("step"),
+                      "command": checkpoint.get("command", "")}
+                     for path, w, checkpoint in zip(checkpoints, weights, loaded)]
+    averaged.update(model=model, command=average_command("average-detector", checkpoints, out, weights),
+                    averaged_from=averaged_from)
+    save_average(averaged, out)
     typer.echo(f"wrote {out}: " + ", ".join(f"{w / total:.2f} x {path}" for w, path in zip(weights, checkpoints)))
 
 

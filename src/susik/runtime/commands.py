@@ -257,9 +257,7 @@ def average_recognizers(
     """Average recognizer checkpoints' weights: a soup of fine-tunes from one start, or a run's last epochs."""
     import pickle
 
-    import torch
-
-    from susik.models.averaging import average_checkpoints
+    from susik.models.averaging import average_checkpoints, average_command, save_average
     from susik.models.train_recognizer import load_checkpoint
 
     weights = weight or [1.0] * len(checkpoints)
@@ -274,12 +272,8 @@ def average_recognizers(
         _fail(f"not a recognizer checkpoint: no {error}")
     except ValueError as error:
         _fail(str(error))
-    averaged["command"] = shlex.join(["susik", "train", "average", *map(str, checkpoints), "--out", str(out),
-                                      *[part for w in weights for part in ("--weight", f"{w:g}")]])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".tmp")  # a kill mid-write leaves no half checkpoint at `out`
-    torch.save(averaged, temporary)
-    temporary.replace(out)
+    averaged["command"] = average_command("average", checkpoints, out, weights)
+    save_average(averaged, out)
     shares = ", ".join(f"{w / sum(weights):.2f} x {path}" for w, path in zip(weights, checkpoints))
     typer.echo(f"wrote {out}: {shares}")
 
