@@ -263,3 +263,19 @@ def test_regions_carry_a_widened_crop_quad_when_the_params_ask_for_context():
     (found,) = postprocess(kernel, np.zeros_like(kernel), UPRIGHT, 0.5, (640, 400), params).detections
     assert found.quad == tight.quad and np.allclose(tight.crop_quad.points, tight.quad.points)
     assert np.allclose(found.crop_quad.points, widen_quad(np.asarray(found.quad.points), 0.5, 0.25, (640, 400)))
+
+
+def test_printed_regions_carry_grown_crops_for_a_second_reading_when_the_params_ask():
+    kernel = _blob_map(slice(10, 15), slice(20, 60))
+    params = DetectParams.model_validate({"crop_margin_across": 0.25, "recrop_below": 0.9,
+                                          "recrop_along": "0.3,0.6"})  # as a benchmark's --param gives it
+    assert params.recrop_along == [0.3, 0.6]
+    (printed,) = postprocess(kernel, np.zeros_like(kernel), UPRIGHT, 0.5, (640, 400), params).detections
+    points = np.asarray(printed.quad.points)
+    assert [np.allclose(q.points, widen_quad(points, along, 0.25, (640, 400)))
+            for q, along in zip(printed.recrop_quads, [0.3, 0.6], strict=True)] == [True, True]
+    assert printed.recrop_below == 0.9
+    (handwritten,) = postprocess(kernel, np.ones_like(kernel), UPRIGHT, 0.5, (640, 400), params).detections
+    (off,) = postprocess(kernel, np.zeros_like(kernel), UPRIGHT, 0.5, (640, 400), PARAMS).detections
+    assert handwritten.recrop_quads == off.recrop_quads == ()
+    assert handwritten.recrop_below == off.recrop_below == 0.0

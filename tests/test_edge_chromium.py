@@ -17,6 +17,7 @@ from shapely.geometry import Polygon
 
 from susik.data.compose import ComposerConfig, FormulaCrop, PageComposer
 from susik.pipeline import Pipeline, rectify
+from susik.results import Quad, Recognition
 from susik.runtime.detector import OnnxDetector, load_detector_record
 from susik.runtime.orient import DeskewOrienter
 from susik.runtime.recognizer import OnnxRecognizer
@@ -181,8 +182,20 @@ def alone(recognizer: OnnxRecognizer, png: bytes) -> list[str]:
     response's (rounded to 0.01 px, enough to change a crop), with the context the server's crops take."""
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     detections = OnnxDetector.load(threads=1)([image])[0].detections
-    crops = DeskewOrienter()([rectify(image, detection.crop_quad or detection.quad) for detection in detections])
-    return [recognizer([crop])[0].latex for crop in crops]
+
+    def read(quad: Quad) -> Recognition:
+        return recognizer(DeskewOrienter()([rectify(image, quad)]))[0]
+
+    readings = []
+    for detection in detections:
+        reading = read(detection.crop_quad or detection.quad)
+        # an unsure printed reading, read again from the grown crops (susik.Pipeline._read_again)
+        again = detection.recrop_quads if reading.confidence < detection.recrop_below else ()
+        for other in [read(quad) for quad in again]:
+            if other.confidence > reading.confidence:
+                reading = other
+        readings.append(reading.latex)
+    return readings
 
 
 def test_in_browser_pages_match_the_servers(server, browser, tiny_bundle):

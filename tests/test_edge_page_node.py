@@ -190,7 +190,9 @@ def random_maps(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 def test_postprocess_finds_the_servers_regions(node, merge_gap):
     """The bundled record's postprocessing, with line pieces joined (or not) as its params say, and both ways."""
     rng = np.random.default_rng(1)
-    params = detector.load_detector_record().params
+    # second crops for unsure printed readings on, whatever the bundle says: their quads are compared too
+    params = detector.load_detector_record().params.model_copy(update={"recrop_below": 0.9,
+                                                                       "recrop_along": [0.3, 0.6]})
     if merge_gap is not None:
         params = params.model_copy(update={"merge_gap": merge_gap})
     cases, expected, joins = [], [], 0
@@ -209,7 +211,7 @@ def test_postprocess_finds_the_servers_regions(node, merge_gap):
         cases.append({"op": "post", "maps": base64.b64encode(maps.tobytes()).decode(), "map_h": height + 2,
                       "map_w": width + 1, "valid": [height, width], "orientation": orientation.tolist(),
                       "scale": scale, "size": list(size), "params": params.model_dump()})
-    found = 0
+    found = printed = 0
     for theirs, ours in zip(expected, node(cases), strict=True):
         assert ours["orientation"] == theirs.orientation
         assert len(ours["detections"]) == len(theirs.detections)
@@ -217,10 +219,16 @@ def test_postprocess_finds_the_servers_regions(node, merge_gap):
             # OpenCV's float32 box corners, emulated: equal or one float32 ulp apart
             assert np.abs(np.subtract(mine["quad"], detection.quad.points)).max() < 1e-3
             assert np.abs(np.subtract(mine["cropQuad"], detection.crop_quad.points)).max() < 1e-3
+            grown = 2 if detection.kind == "printed" else 0
+            assert len(mine["recropQuads"]) == len(detection.recrop_quads) == grown
+            for quad, theirs_quad in zip(mine["recropQuads"], detection.recrop_quads, strict=True):
+                assert np.abs(np.subtract(quad, theirs_quad.points)).max() < 1e-3
             assert Polygon(mine["quad"]).is_valid
             assert (mine["kind"], mine["score"]) == (detection.kind, pytest.approx(detection.score, abs=1e-12))
             found += 1
+            printed += detection.kind == "printed"
     assert found >= 40
+    assert 0 < printed < found  # both kinds, with and without second crops
     assert (joins > 5) == (params.merge_gap > 0)  # the joining path was exercised where it is on
 
 

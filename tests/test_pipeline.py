@@ -122,3 +122,46 @@ def test_crop_mode_keeps_the_reading_whole():
     crop = np.zeros((30, 80), np.uint8)
     page = Pipeline.for_crops(ScriptedRecognizer([r"\text{(2)}y=3"]))([crop])[0]
     assert [(r.latex, r.label) for r in page.regions] == [(r"\text{(2)}y=3", None)]
+
+
+class SurerWhenWiderRecognizer:
+    """Reads a crop as its width, surer the wider it is; remembers each call's widths."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, crops):
+        self.calls.append([crop.shape[1] for crop in crops])
+        return [Recognition(str(crop.shape[1]), min(crop.shape[1] / 100, 1.0)) for crop in crops]
+
+
+def test_an_unsure_reading_is_read_again_from_the_grown_crops_and_the_surest_kept():
+    def box(left, right, top=10):
+        return (left, top), (right, top), (right, top + 20), (left, top + 20)
+
+    class GrowingDetector:
+        def __call__(self, images):
+            unsure = Detection(Quad(box(20, 60)), box(20, 60), "printed", 0.9, None,
+                               (Quad(box(10, 70)), Quad(box(15, 65))), recrop_below=0.95)
+            sure = Detection(Quad(box(0, 99, 40)), box(0, 99, 40), "printed", 0.9, None,
+                             (Quad(box(0, 99, 40)),), recrop_below=0.95)
+            plain = Detection(Quad(box(20, 50, 70)), box(20, 50, 70), "handwritten", 0.9)
+            return [PageDetections(0, (unsure, sure, plain)) for _ in images]
+
+    recognizer = SurerWhenWiderRecognizer()
+    (page,) = Pipeline(GrowingDetector(), recognizer)([np.zeros((100, 100), np.uint8)])
+    # the first call reads every region; the second only the unsure printed one's two grown crops
+    assert recognizer.calls == [[40, 99, 30], [60, 50]]
+    assert [(r.latex, r.confidence) for r in page.regions] == [("60", 0.6), ("99", 0.99), ("30", 0.3)]
+    assert page.regions[0].quad.points[0] == (20, 10)  # the region keeps its detected quad
+
+
+def test_a_grown_crop_read_less_surely_leaves_the_first_reading():
+    class ShrinkingDetector:
+        def __call__(self, images):
+            quad = ((10, 10), (70, 10), (70, 30), (10, 30))
+            narrower = ((20, 10), (60, 10), (60, 30), (20, 30))
+            return [PageDetections(0, (Detection(Quad(quad), quad, "printed", 0.9, None, (Quad(narrower),), 0.95),))]
+
+    (page,) = Pipeline(ShrinkingDetector(), SurerWhenWiderRecognizer())([np.zeros((100, 100), np.uint8)])
+    assert [(r.latex, r.confidence) for r in page.regions] == [("60", 0.6)]

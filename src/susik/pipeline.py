@@ -22,6 +22,9 @@ class Detection:
     kind: Kind
     score: float
     crop_quad: Quad | None = None  # the quad to cut for the recognizer, with context around `quad`; None: `quad`
+    # Crops to read again when the first reading is less sure than `recrop_below`; the surest reading is kept.
+    recrop_quads: tuple[Quad, ...] = ()
+    recrop_below: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,10 @@ class Pipeline:
         if self.orienter is not None:
             crops = clock.time("orient", lambda: self.orienter(crops))
         per_image = [len(page.detections) for page in found]
-        readings = iter(clock.time("recognize", lambda: self._read(crops, per_image)) if crops else [])
+        readings = clock.time("recognize", lambda: self._read(crops, per_image)) if crops else []
+        if any(detection.recrop_quads for page in found for detection in page.detections):
+            readings = clock.time("recognize", lambda: self._read_again(images, found, readings))
+        readings = iter(readings)
         pages = []
         for image, page in zip(images, found):
             regions = []
@@ -155,14 +161,37 @@ class Pipeline:
         return readings
 
 
+    def _read_again(self, images: list[np.ndarray], found: list[PageDetections],
+                    readings: list[Recognition]) -> list[Recognition]:
+        """Each reading less sure than its detection's `recrop_below`, read again from every one of its recrop
+        quads (one recognizer call per image, as `_read`); the surest reading is kept."""
+        readings = list(readings)
+        first = 0
+        for image, page in zip(images, found):
+            again = [(first + i, quad) for i, detection in enumerate(page.detections)
+                     if readings[first + i].confidence < detection.recrop_below
+                     for quad in detection.recrop_quads]
+            first += len(page.detections)
+            if not again:
+                continue
+            crops = [rectify(image, quad) for _, quad in again]
+            if self.orienter is not None:
+                crops = self.orienter(crops)
+            for (index, _), other in zip(again, self.recognizer(crops), strict=True):
+                if other.confidence > readings[index].confidence:
+                    readings[index] = other
+        return readings
+
+
 class _Clock:
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
 
     def time(self, stage, work):
+        """Run `work`, adding its wall time to `stage`'s."""
         start = time.perf_counter()
         result = work()
-        self.ms[stage] = (time.perf_counter() - start) * 1000
+        self.ms[stage] = self.ms.get(stage, 0.0) + (time.perf_counter() - start) * 1000
         return result
 
     def per_image(self, count: int) -> dict[str, float]:

@@ -202,8 +202,12 @@ def model_card(record: DetectorRecord) -> str:
             f"overlap by {params.merge_overlap} of the shorter (`susik.runtime.line_merge`)" if params.merge_gap > 0
             else "")
          + (f"; the recognizer's crop reaches {params.crop_margin_along} line heights past each end of a region "
-            f"and {params.crop_margin_across} above and below it." if params.crop_margin_along or
-            params.crop_margin_across else ".")),
+            f"and {params.crop_margin_across} above and below it" if params.crop_margin_along or
+            params.crop_margin_across else "")
+         + (f"; a printed region read less confidently than {params.recrop_below} is read again from "
+            f"{'a crop' if len(params.recrop_along) == 1 else 'crops'} reaching "
+            f"{', '.join(f'{along:g}' for along in params.recrop_along)} line heights past each end, the surer "
+            "reading kept (`susik.Pipeline`)" if params.recrop_below > 0 and params.recrop_along else "") + "."),
         "",
         "## Training",
         (f"- Command: `{record.training.command}`; step {record.training.step}; the run's best held-out F1 "

@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pyclipper
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from susik.models.registry import (
     RECORD_NAME,
@@ -72,6 +72,12 @@ class DetectParams(BaseModel):
                                      "heights past each end of a region: regions on real photos stop short of the "
                                      "line's first and last strokes")
     crop_margin_across: float = Field(0.0, ge=0, le=2, description="and this many line heights above and below it")
+    recrop_below: float = Field(
+        0.0, ge=0, le=1, description="a printed region read less confidently than this is read again from crops "
+        "grown `recrop_along` line heights past each end, and the surest reading kept: on photos a printed region "
+        "often stops a token short of its line's start or end (0: off)")
+    recrop_along: list[float] = Field(default_factory=list, description="the grown crops' reach past each end, in "
+                                      "line heights (across, they keep `crop_margin_across`)")
     closeup_letters_above: float = Field(
         0.0, ge=0, description="a page whose letters reach the net taller than this many input pixels is a close-up "
         "(`letter_height`): it is detected at the long side that makes them `closeup_letters_to` tall. The net "
@@ -84,6 +90,12 @@ class DetectParams(BaseModel):
         "overlapping by `confirm_iou`): large text the net takes for formulas is text at a page's size (0: off)")
     confirm_letters_to: float = Field(15.0, gt=0, description="the second pass's letter height")
     confirm_iou: float = Field(0.2, gt=0, le=1, description="a region is confirmed by a second-pass quad this IoU")
+
+    @field_validator("recrop_along", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """`--param recrop_along=0.3,0.6` on a benchmark's command line."""
+        return [float(part) for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
 
 # --- shrink / unclip geometry (training draws targets with `shrink_distance`; serving inverts it) -------
@@ -298,12 +310,18 @@ def postprocess(
     for piece in pieces:
         ordered = order_quad(piece.quad, orientation)
         crop = widen_quad(ordered, params.crop_margin_along, params.crop_margin_across, image_size)
+        kind = "handwritten" if piece.handwritten > params.handwritten_threshold else "printed"
+        recrops = (tuple(_as_quad(widen_quad(ordered, along, params.crop_margin_across, image_size))
+                         for along in params.recrop_along)
+                   if kind == "printed" and params.recrop_below > 0 else ())
         detections.append(Detection(
             quad=_as_quad(ordered),
             polygon=tuple((float(px), float(py)) for px, py in _start_polygon_at(piece.polygon, ordered[0])),
-            kind="handwritten" if piece.handwritten > params.handwritten_threshold else "printed",
+            kind=kind,
             score=piece.score,
             crop_quad=_as_quad(crop),
+            recrop_quads=recrops,
+            recrop_below=params.recrop_below if recrops else 0.0,
         ))
     detections.sort(key=lambda d: _reading_key(d.quad, orientation, image_size))
     return PageDetections(orientation, tuple(detections))

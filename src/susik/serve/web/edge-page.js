@@ -584,7 +584,8 @@ export function widenQuad(quad, along, across, imageSize) {
     Math.min(Math.max(p[k] + signs[i][0] * along_[k] + signs[i][1] * across_[k], 0), limit[k])));
 }
 
-// detector.postprocess: maps of one page -> {orientation, detections: [{quad, polygon, kind, score, cropQuad}]}.
+// detector.postprocess: maps of one page -> {orientation, detections: [{quad, polygon, kind, score, cropQuad,
+// recropQuads}]}.
 // `maps` is the net's (1, 2, mapHeight, mapWidth) output; blobs are read in its valid top-left corner.
 export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, scale, imageSize, params) {
   let best = 0;
@@ -624,7 +625,11 @@ export function postprocess(maps, mapHeight, mapWidth, valid, orientationProbs, 
     const ordered = orderQuad(piece.quad, orientation);
     const cropQuad = widenQuad(ordered, params.crop_margin_along ?? 0, params.crop_margin_across ?? 0, imageSize);
     const kind = piece.handwritten > (params.handwritten_threshold ?? 0.5) ? "handwritten" : "printed";
-    return { quad: ordered, polygon: ordered, kind, score: piece.score, cropQuad };
+    // printed regions read unsurely are read again from these, grown along their line (susik.Pipeline)
+    const recropQuads = kind === "printed" && (params.recrop_below ?? 0) > 0
+      ? (params.recrop_along ?? []).map((along) => widenQuad(ordered, along, params.crop_margin_across ?? 0, imageSize))
+      : [];
+    return { quad: ordered, polygon: ordered, kind, score: piece.score, cropQuad, recropQuads };
   });
   const key = (d) => {
     const [x, y] = toUpright(d.quad[0], orientation, imageSize);

@@ -190,7 +190,13 @@ export async function readPage(blob) {
   const oriented = performance.now();
   const regions = [];
   for (const [i, detection] of found.detections.entries()) {
-    const reading = await recognize(m, upright[i], prepare(m, upright[i]));
+    let reading = await recognize(m, upright[i], prepare(m, upright[i]));
+    // as susik.Pipeline: an unsure printed reading is read again from crops grown along its line, the surest kept
+    for (const quad of reading.confidence < (params.recrop_below ?? 0) ? detection.recropQuads : []) {
+      const crop = geometry.deskew(geometry.rectify(image, quad));
+      const other = await recognize(m, crop, prepare(m, crop));
+      if (other.confidence > reading.confidence) reading = other;
+    }
     // as susik.Pipeline: a problem number read with the formula is kept apart; alone, it is no formula;
     // the sentence's punctuation after it goes
     const [label, latex] = core.splitReadingLabel(core.stripSentencePunctuation(reading.latex));
