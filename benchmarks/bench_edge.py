@@ -45,7 +45,7 @@ from shapely.geometry import Polygon
 from susik.data.compose import ComposerConfig, FormulaCrop, PageComposer
 from susik.data.corpus import K12Generator
 from susik.data.render import TexRenderer
-from susik.pipeline import Pipeline, rectify
+from susik.pipeline import Pipeline
 from susik.runtime.image_io import load_image
 from susik.serve import Settings, create_app
 
@@ -105,15 +105,10 @@ def read_alone(pngs: list[bytes], threads: int) -> list[list[tuple[list[list[flo
     """Each page through the server's page pipeline in this process, each crop read alone (batch of one), as the
     browser reads them: the server reads a page's crops as one padded batch, which changes some readings. Its
     own quads, not the response's (rounded to 0.01 px, enough to change a crop and some readings)."""
-    pipeline = Pipeline.default(threads)
-    pages = []
-    for png in pngs:
-        image = load_image(png)
-        detections = pipeline.detector([image])[0].detections
-        crops = pipeline.orienter([rectify(image, detection.quad) for detection in detections])
-        pages.append([([list(p) for p in detection.quad.points], pipeline.recognizer([crop])[0].latex)
-                      for detection, crop in zip(detections, crops, strict=True)])
-    return pages
+    default = Pipeline.default(threads)
+    pipeline = Pipeline(default.detector, default.recognizer, default.orienter, crop_by_crop=True)
+    return [[([list(p) for p in region.quad.points], region.latex) for region in pipeline([load_image(png)])[0].regions]
+            for png in pngs]
 
 
 def best_match(quad: list[list[float]], candidates: list[tuple[list[list[float]], dict | str]]):

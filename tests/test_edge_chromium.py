@@ -16,8 +16,7 @@ from recognizer_helpers import draw_crop, random_text
 from shapely.geometry import Polygon
 
 from susik.data.compose import ComposerConfig, FormulaCrop, PageComposer
-from susik.pipeline import Pipeline, rectify
-from susik.results import Quad, Recognition
+from susik.pipeline import Pipeline
 from susik.runtime.detector import OnnxDetector, load_detector_record
 from susik.runtime.orient import DeskewOrienter
 from susik.runtime.recognizer import OnnxRecognizer
@@ -177,25 +176,12 @@ def iou(a: list[list[float]], b: list[list[float]]) -> float:
 
 
 def alone(recognizer: OnnxRecognizer, png: bytes) -> list[str]:
-    """The server's page pipeline, each crop read alone as the browser does: the server reads a page's crops as
-    one padded batch, and a random-weight model's near-ties can tip either way in a batch. Its own quads, not the
-    response's (rounded to 0.01 px, enough to change a crop), with the context the server's crops take."""
+    """The server's page pipeline, each crop read alone as the browser does (`crop_by_crop`): the server reads a
+    page's crops as one padded batch, and a random-weight model's near-ties can tip either way in a batch. Its own
+    quads, not the response's (rounded to 0.01 px, enough to change a crop)."""
     image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-    detections = OnnxDetector.load(threads=1)([image])[0].detections
-
-    def read(quad: Quad) -> Recognition:
-        return recognizer(DeskewOrienter()([rectify(image, quad)]))[0]
-
-    readings = []
-    for detection in detections:
-        reading = read(detection.crop_quad or detection.quad)
-        # an unsure printed reading, read again from the grown crops (susik.Pipeline._read_again)
-        again = detection.recrop_quads if reading.confidence < detection.recrop_below else ()
-        for other in [read(quad) for quad in again]:
-            if other.confidence > reading.confidence:
-                reading = other
-        readings.append(reading.latex)
-    return readings
+    pipeline = Pipeline(OnnxDetector.load(threads=1), recognizer, DeskewOrienter(), crop_by_crop=True)
+    return [region.latex for region in pipeline([image])[0].regions]
 
 
 def test_in_browser_pages_match_the_servers(server, browser, tiny_bundle):

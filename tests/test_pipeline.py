@@ -165,3 +165,17 @@ def test_a_grown_crop_read_less_surely_leaves_the_first_reading():
 
     (page,) = Pipeline(ShrinkingDetector(), SurerWhenWiderRecognizer())([np.zeros((100, 100), np.uint8)])
     assert [(r.latex, r.confidence) for r in page.regions] == [("60", 0.6)]
+
+
+def test_crop_by_crop_reads_every_crop_in_a_call_of_its_own_second_crops_too():
+    class UnsureDetector:
+        def __call__(self, images):
+            quad, grown = ((20, 10), (60, 10), (60, 30), (20, 30)), ((10, 10), (70, 10), (70, 30), (10, 30))
+            detections = (Detection(Quad(quad), quad, "printed", 0.9, None, (Quad(grown),), 0.95),
+                          Detection(Quad(quad), quad, "handwritten", 0.9))
+            return [PageDetections(0, detections) for _ in images]
+
+    recognizer = SurerWhenWiderRecognizer()
+    (page,) = Pipeline(UnsureDetector(), recognizer, crop_by_crop=True)([np.zeros((100, 100), np.uint8)])
+    assert recognizer.calls == [[40], [40], [60]]
+    assert [r.latex for r in page.regions] == ["60", "40"]

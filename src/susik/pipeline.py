@@ -89,17 +89,19 @@ class Pipeline:
     per image (with all of that image's crops), so an image's reading never depends on the other images of a
     batch: the int8 decoder scales its activations per call, and read in one call with other requests' crops,
     3% of 300 held-out crops read differently than alone (same accuracy). `independent_pages=False` reads the
-    crops of all images in one call instead: more throughput for many one-formula images, at that cost.
+    crops of all images in one call instead: more throughput for many one-formula images, at that cost;
+    `crop_by_crop=True` reads each crop in a call of its own, as the browser does (parity checks).
     `split_labels` takes a problem or choice label ("(1)", "C.") that a region's reading starts with off its
     LaTeX into `Region.label`, drops regions that read as a label alone, and drops the sentence's comma or full
     stop a reading ends with (the page mode; crops keep their readings whole)."""
 
     def __init__(self, detector: Detector, recognizer: Recognizer, orienter: Orienter | None = None,
-                 *, independent_pages: bool = True, split_labels: bool = True) -> None:
+                 *, independent_pages: bool = True, crop_by_crop: bool = False, split_labels: bool = True) -> None:
         self.detector = detector
         self.recognizer = recognizer
         self.orienter = orienter
         self.independent_pages = independent_pages
+        self.crop_by_crop = crop_by_crop
         self.split_labels = split_labels
 
     @classmethod
@@ -150,6 +152,8 @@ class Pipeline:
         return pages
 
     def _read(self, crops: list[np.ndarray], per_image: list[int]) -> list[Recognition]:
+        if self.crop_by_crop:
+            return [self.recognizer([crop])[0] for crop in crops]
         if not self.independent_pages:
             return self.recognizer(crops)
         readings: list[Recognition] = []
@@ -164,7 +168,7 @@ class Pipeline:
     def _read_again(self, images: list[np.ndarray], found: list[PageDetections],
                     readings: list[Recognition]) -> list[Recognition]:
         """Each reading less sure than its detection's `recrop_below`, read again from every one of its recrop
-        quads (one recognizer call per image, as `_read`); the surest reading is kept."""
+        quads (read per image as `_read` reads); the surest reading is kept."""
         readings = list(readings)
         first = 0
         for image, page in zip(images, found):
@@ -177,7 +181,7 @@ class Pipeline:
             crops = [rectify(image, quad) for _, quad in again]
             if self.orienter is not None:
                 crops = self.orienter(crops)
-            for (index, _), other in zip(again, self.recognizer(crops), strict=True):
+            for (index, _), other in zip(again, self._read(crops, [len(crops)]), strict=True):
                 if other.confidence > readings[index].confidence:
                     readings[index] = other
         return readings
