@@ -106,8 +106,8 @@ def main(
         for name, path in checkpoints.items():
             parameters, variants = _variants(path, Path(scratch) / name, calibration_images, encoder_quant, threads)
             for precision, (recognizer, size) in variants.items():
-                outputs, seconds = _predict(recognizer, images, 16)
-                _, seconds_single = _predict(recognizer, images[:latency_crops], 1)
+                outputs, _, seconds = _predict(recognizer, images, 16)
+                _, _, seconds_single = _predict(recognizer, images[:latency_crops], 1)
                 if name == "teacher" and precision == "fp32":
                     teacher_outputs = outputs
                 metrics = aggregate([score_sample(p, r) for p, r in zip(outputs, references, strict=True)])

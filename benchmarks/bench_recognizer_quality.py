@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from susik.data.crops import CropDataset, CropReadError, restore_crohme
+from susik.eval.confidence import confidence_quality
 from susik.eval.metrics import RecognitionMetrics, SampleScore, aggregate, score_sample
 from susik.latex import normalize_latex
 from susik.runtime.decoding import with_rescue
@@ -96,9 +97,9 @@ def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None,
     return images, references, names, unreadable
 
 
-def _predict(recognizer, images: list, batch: int) -> tuple[list[str], float]:
-    """Predicted LaTeX per image ('' where unreadable) and the seconds spent in the recognizer."""
-    predictions = [""] * len(images)
+def _predict(recognizer, images: list, batch: int) -> tuple[list[str], list[float], float]:
+    """Predicted LaTeX and confidence per image ('', 0 where unreadable) and the seconds spent in the recognizer."""
+    predictions, confidences = [""] * len(images), [0.0] * len(images)
     readable = [i for i, image in enumerate(images) if image is not None]
     seconds = 0.0
     for start in range(0, len(readable), batch):
@@ -107,8 +108,8 @@ def _predict(recognizer, images: list, batch: int) -> tuple[list[str], float]:
         results = recognizer([images[i] for i in chunk])
         seconds += time.perf_counter() - began
         for i, result in zip(chunk, results, strict=True):
-            predictions[i] = result.latex
-    return predictions, seconds
+            predictions[i], confidences[i] = result.latex, result.confidence
+    return predictions, confidences, seconds
 
 
 def _read_predictions(path: Path) -> dict[str, str]:
@@ -186,7 +187,8 @@ def main(
         load_seconds = time.perf_counter() - began
 
     table = Table(title=f"recognizer quality ({'predictions' if recognizer is None else model})")
-    for column in ("set", "n", "ExpRate", "<=1", "<=2", "CER", "BLEU", "norm ED", "base", "unread", "ms/crop"):
+    for column in ("set", "n", "ExpRate", "<=1", "<=2", "CER", "BLEU", "norm ED", "base", "unread", "AUROC",
+                   "ECE", "top 80%", "ms/crop"):
         table.add_column(column, justify="left" if column == "set" else "right")
     report: dict = {"model": model if recognizer else None, "load_seconds": round(load_seconds, 2), "sets": {},
                     "decode": recognizer.decode.model_dump() if recognizer else None}
@@ -198,25 +200,34 @@ def main(
             continue
         images, references, names, unreadable = _load(CropDataset(manifest), limit, chosen_set.prepare,
                                                       chosen_set.kind)
-        seconds = None
+        seconds, quality = None, None
         if name in given:
             table_of = _read_predictions(given[name])
             outputs = [table_of.get(image, "") for image in names]
             unreadable += sum(image not in table_of for image in names)
         else:
-            outputs, seconds = _predict(recognizer, images, batch)
+            outputs, confidences, seconds = _predict(recognizer, images, batch)
         scores: list[SampleScore] = [score_sample(p, r) for p, r in zip(outputs, references, strict=True)]
         metrics: RecognitionMetrics = aggregate(scores)
+        if seconds is not None:
+            quality = confidence_quality(confidences, [score.exact for score in scores])
         baseline = _most_frequent_baseline(references)
         decoded = sum(image is not None for image in images)
         ms = 1000 * seconds / decoded if seconds is not None and decoded else None
         table.add_row(name, str(metrics.n), f"{metrics.exp_rate:.1%}", f"{metrics.le1:.1%}", f"{metrics.le2:.1%}",
                       f"{metrics.cer:.3f}", f"{metrics.bleu:.3f}", f"{metrics.norm_edit_distance:.3f}",
-                      f"{baseline:.1%}", str(unreadable), "-" if ms is None else f"{ms:.1f}")
+                      f"{baseline:.1%}", str(unreadable),
+                      "-" if quality is None or quality.auroc is None else f"{quality.auroc:.3f}",
+                      "-" if quality is None else f"{quality.ece:.3f}",
+                      "-" if quality is None else f"{quality.exact_at_coverage['80%']:.1%}",
+                      "-" if ms is None else f"{ms:.1f}")
         report["sets"][name] = {**asdict(metrics), "most_frequent_baseline": baseline, "unreadable": unreadable,
+                                "confidence": None if quality is None else asdict(quality),
                                 "ms_per_crop": ms, "manifest": str(manifest)}
     report["peak_rss_mib"] = round(_peak_rss_mib(), 1)
     console.print(table)
+    console.print("AUROC = how often a right reading is surer than a wrong one (0.5: the confidence ranks nothing); "
+                  "ECE = gap between confidence and exact match, over 10 bins; top 80% = ExpRate of the surest 80%")
     console.print("base = ExpRate of always answering the most frequent formula; ms/crop = recognizer wall "
                   f"time / decoded crops (batch {batch}, {threads} threads); model load {load_seconds:.1f} s; "
                   f"peak RSS {report['peak_rss_mib']:.0f} MiB")

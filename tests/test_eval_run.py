@@ -35,6 +35,9 @@ def test_recognize_metrics_files_and_slices(tmp_path):
     assert metrics["slices"]["kind"]["handwritten"]["exp_rate"] == 0.0
     assert metrics["slices"]["condition"]["blur"]["n"] == 2 and metrics["slices"]["condition"]["clean"]["n"] == 3
     assert metrics["slices"]["structure"]["fraction"]["exp_rate"] == 1.0
+    # every reading 0.5 sure: no ranking (ties), calibration off by |0.5 - 0.4|
+    assert metrics["confidence"]["auroc"] == 0.5 and metrics["confidence"]["ece"] == pytest.approx(0.1)
+    assert metrics["confidence"]["exact_at_coverage"]["80%"] == pytest.approx(0.5)  # the first four, in order
     lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     assert lines[1] == {"image": "c1.png", "latex": "a^{3}", "confidence": 0.5}
     assert [item.correct for item in evaluation.scored] == [True, False, True, False, False]
@@ -62,6 +65,7 @@ def test_cli_scores_a_predictions_file_without_a_model(tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert metrics["exp_rate"] == 1.0 and set(metrics["slices"]) == {"kind", "license"}
+    assert metrics["confidence"]["auroc"] is None and metrics["confidence"]["ece"] == 0.0  # all right, all sure
     assert "baseline" in result.output and "95% CI" in result.output
 
 

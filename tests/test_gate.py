@@ -60,6 +60,18 @@ def test_gate_fails_on_any_missed_requirement():
     assert not passed(rows)
 
 
+def test_a_dotted_metric_reads_a_nested_block_of_metrics_json():
+    spec = Requirements.model_validate({**SPEC, "accuracy": [{"metric": "confidence.auroc", "min": 0.8},
+                                                             {"metric": "confidence.ece", "slice": "kind=printed",
+                                                              "max": 0.1}]})
+    metrics = {"confidence": {"auroc": 0.75}, "slices": {"kind": {"printed": {"confidence": {"ece": 0.04}}}}}
+    rows = {row.requirement: row for row in check(spec, Measurements(metrics=metrics))}
+    assert rows["confidence.auroc"].status == "fail" and rows["confidence.auroc"].margin == pytest.approx(-0.05)
+    assert rows["confidence.ece [kind=printed]"].margin == pytest.approx(0.06)
+    unjudged = {row.requirement: row.status for row in check(spec, Measurements(metrics={"confidence": None}))}
+    assert unjudged["confidence.auroc"] == "skip"  # no confidences in the predictions: nothing measured
+
+
 def test_unmeasured_requirements_skip_and_fail_only_when_strict():
     partial = Measurements((80.0, 250.0), None, 12.0, 20.0, 600.0, {"exp_rate": 0.9, "slices": {}})
     rows = check(Requirements.model_validate(SPEC), partial)
@@ -108,13 +120,14 @@ def test_gate_cli_on_a_tiny_exported_model(tmp_path):
     spec.write_text(
         "serving_mode: local_cpu\nhardware: {cpu_cores: 1, memory_mb: 100000, model_mb: 50}\n"
         "latency_ms: {offline: {p50: 5000, p95: 10000}, online: {p50: 1000, p95: 2000}}\nqps: 0.5\n"
-        "accuracy: [{metric: exp_rate, min: 0.5}]\n"
+        "accuracy: [{metric: exp_rate, min: 0.5}, {metric: confidence.auroc, slice: kind=printed, min: 0.0}]\n"
     )
     args = ["gate", "--model", str(bundle), "--requirements", str(spec), "--data", str(manifest), "--n", "5"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output and "skip" in result.output  # online latency: no report given
+    assert "confidence.auroc [kind=printed]" in result.output  # the slice shows, not taken for markup
     accuracy_free = tmp_path / "req2.yaml"
-    accuracy_free.write_text(spec.read_text().replace("[{metric: exp_rate, min: 0.5}]", "[]"))
+    accuracy_free.write_text(spec.read_text().split("accuracy:")[0] + "accuracy: []\n")
     result = CliRunner().invoke(app, [*args[:3], "--requirements", str(accuracy_free), *args[5:]])
     assert result.exit_code == 0 and "PASS" in result.output

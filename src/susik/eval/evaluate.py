@@ -21,6 +21,7 @@ import numpy as np
 
 from susik.data.manifest import CropSample, PageSample, Sample, image_path
 from susik.eval import bootstrap
+from susik.eval.confidence import confidence_quality
 from susik.eval.detection import PageScore, RegionGuess, RegionTruth, aggregate_pages, score_page
 from susik.eval.metrics import SampleScore, aggregate, score_sample, score_tokens
 from susik.eval.slices import group, slice_values
@@ -234,7 +235,13 @@ def block(task: Task, items: Sequence[Scored], rng: np.random.Generator, resampl
     """Metrics, `ci` and `baselines` of a group of scored samples."""
     weights = bootstrap.draws(len(items), rng, resamples)
     if task == "recognize":
-        return _recognition_block([item.score for item in items], weights)  # type: ignore[misc]
+        metrics = _recognition_block([item.score for item in items], weights)  # type: ignore[arg-type]
+        confidences = [item.prediction.get("confidence") for item in items]
+        if all(isinstance(value, int | float) for value in confidences):  # predictions files may lack them
+            quality = confidence_quality(confidences, [item.correct for item in items])  # type: ignore[arg-type]
+            metrics["confidence"] = {**_rounded(asdict(quality)),
+                                     "exact_at_coverage": _rounded(quality.exact_at_coverage)}
+        return metrics
     return _detection_block(items, weights, iou)
 
 

@@ -60,7 +60,9 @@ def _metric(metrics: dict[str, Any] | None, metric: str, slice_: str | None) -> 
         block = metrics.get("slices", {}).get(field_, {}).get(value)
         if block is None:
             return None
-    value = block.get(metric)
+    value: Any = block
+    for key in metric.split("."):  # "confidence.auroc": a key of a nested block
+        value = value.get(key) if isinstance(value, dict) else None
     return float(value) if isinstance(value, (int, float)) else None
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from susik.eval.gate import GateRow, Measurements, check, passed, peak_memory_mb, time_model
@@ -56,7 +57,7 @@ def print_rows(rows: list[GateRow], requirements: Requirements, notes: dict[str,
     for row in rows:
         measured = "—" if row.measured is None else f"{row.measured:.3f}"
         margin = "—" if row.margin is None else f"{row.margin:+.3f}"
-        table.add_row(row.requirement, row.target, measured, margin,
+        table.add_row(escape(row.requirement), row.target, measured, margin,
                       f"[{colours[row.status]}]{row.status}[/]")
     _out.print(table)
     for name, note in notes.items():

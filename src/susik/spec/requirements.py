@@ -49,7 +49,8 @@ class Hardware(_Strict):
 class AccuracyTarget(_Strict):
     """A bound on one eval metric, on the whole set or one slice ("field=value", e.g. "kind=printed")."""
 
-    metric: str = Field(description="a key of metrics.json, e.g. exp_rate, le1, cer, f1, e2e_exact")
+    metric: str = Field(description="a key of metrics.json, e.g. exp_rate, le1, cer, f1, e2e_exact; "
+                        "a dotted path into a nested block, e.g. confidence.auroc")
     slice: str | None = Field(None, pattern=r"^[^=]+=.+$")
     min: float | None = None
     max: float | None = None

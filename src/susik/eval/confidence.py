@@ -1,0 +1,71 @@
+"""How well a reading's confidence tells right readings from wrong ones: pure functions of (confidence, right).
+
+A user wants two things from the confidence: to find the readings worth checking (ranking: AUROC, and the
+exact-match rate among the surest readings when the rest are sent for review) and to take it at its word
+(calibration: ECE, the confidence-weighted gap between the confidence and the exact-match rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+COVERAGES = (0.5, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class ConfidenceQuality:
+    n: int
+    auroc: float | None  # P(a right reading is surer than a wrong one), ties half; None: all right or all wrong
+    ece: float  # sum over equal-width confidence bins of (bin share) * |mean confidence - exact-match rate|
+    exact_at_coverage: dict[str, float]  # "80%": exact-match rate of the surest 80% of readings
+
+
+def error_ranking_auroc(confidences: Sequence[float], right: Sequence[bool]) -> float | None:
+    """The Mann-Whitney estimate of P(confidence of a right reading > that of a wrong one), ties counting half."""
+    scores = np.asarray(confidences, dtype=np.float64)
+    good = np.asarray(right, dtype=bool)
+    positives, negatives = int(good.sum()), int((~good).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(scores, kind="stable")
+    _, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)  # 1-based; tied confidences share their mean rank
+    return float((ranks[good].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def expected_calibration_error(confidences: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+    scores = np.clip(np.asarray(confidences, dtype=np.float64), 0.0, 1.0)
+    good = np.asarray(right, dtype=np.float64)
+    which = np.minimum((scores * bins).astype(int), bins - 1)  # a confidence of 1.0 falls in the top bin
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.mean() * abs(scores[members].mean() - good[members].mean())
+    return float(error)
+
+
+def exact_at_coverage(confidences: Sequence[float], right: Sequence[bool], coverage: float) -> float:
+    """Exact-match rate of the ceil(coverage * n) surest readings (ties broken by input order)."""
+    scores = np.asarray(confidences, dtype=np.float64)
+    kept = max(1, int(np.ceil(coverage * len(scores))))
+    surest = np.argsort(-scores, kind="stable")[:kept]
+    return float(np.asarray(right, dtype=np.float64)[surest].mean())
+
+
+def confidence_quality(confidences: Sequence[float], right: Sequence[bool], bins: int = 10,
+                       coverages: Sequence[float] = COVERAGES) -> ConfidenceQuality:
+    if len(confidences) != len(right):
+        raise ValueError(f"{len(confidences)} confidences for {len(right)} outcomes")
+    if not len(confidences):
+        raise ValueError("cannot judge confidences over zero readings")
+    return ConfidenceQuality(
+        n=len(confidences),
+        auroc=error_ranking_auroc(confidences, right),
+        ece=expected_calibration_error(confidences, right, bins),
+        exact_at_coverage={f"{round(100 * c)}%": exact_at_coverage(confidences, right, c) for c in coverages},
+    )
