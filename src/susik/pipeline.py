@@ -164,7 +164,6 @@ class Pipeline:
             start += count
         return readings
 
-
     def _read_again(self, images: list[np.ndarray], found: list[PageDetections],
                     readings: list[Recognition]) -> list[Recognition]:
         """Each reading less sure than its detection's `recrop_below`, read again from every one of its recrop
