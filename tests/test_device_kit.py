@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,18 +9,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from script_helpers import load_script
 
 from susik.data.crops import CropDataset
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "device_kit.py"
 
 
 @pytest.fixture(scope="module")
 def kit():
-    spec = importlib.util.spec_from_file_location("device_kit", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("device_kit.py")
 
 
 def _crop_set(folder: Path, count: int, jpeg_at: int | None = None) -> Path:

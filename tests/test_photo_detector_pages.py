@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from script_helpers import load_script
 from typer.testing import CliRunner
 
 from susik.models.detector_data import read_pages
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "photo_detector_pages.py"
-
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("photo_detector_pages", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("photo_detector_pages.py")
 
 
 def _photo(path: Path, ink: tuple[int, int, int, int], ruled: bool = False) -> None:

@@ -5,8 +5,10 @@ CROHME 2013 at 32.8% and 30.0% greedy, their 0.4/0.6 average at 34.0% (see the m
 
 from __future__ import annotations
 
+import pickle
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,26 @@ import torch
 from torch import Tensor
 
 from susik.models.recognizer import RecognizerConfig
+
+
+class CheckpointError(Exception):
+    """Checkpoints that cannot be averaged; the message says why, for a command line."""
+
+
+@contextmanager
+def reading_checkpoints(kind: str) -> Iterator[None]:
+    """Turns what loading and averaging `kind` checkpoints raises into one CheckpointError that says what was wrong."""
+    try:
+        yield
+    except OSError as error:
+        raise CheckpointError(f"cannot read a checkpoint: {error}") from error
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise CheckpointError(f"not a torch checkpoint: {str(error).splitlines()[0]}") from error
+    except KeyError as error:
+        raise CheckpointError(f"not a {kind} checkpoint: no {error}") from error
+    except ValueError as error:
+        raise CheckpointError(str(error)) from error
+
 
 # What only the run that wrote a checkpoint can use: an average starts a new history.
 _RUN_ONLY = ("optimizer", "scheduler", "mlflow_run_id", "history")

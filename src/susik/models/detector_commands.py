@@ -104,24 +104,23 @@ def average_detectors(
     """Average detector checkpoints' weights (a fine-tune with the weights it started from keeps some of both).
     The heaviest checkpoint (the first of equals) gives the training config the export records, so put the
     fine-tune whose data the average should name first."""
-    import pickle
-
     import torch
 
-    from susik.models.averaging import average_command, average_states, save_average
+    from susik.models.averaging import (
+        CheckpointError,
+        average_command,
+        average_states,
+        reading_checkpoints,
+        save_average,
+    )
 
     weights = weight or [1.0] * len(checkpoints)
     try:
-        loaded = [torch.load(path, map_location="cpu", weights_only=False) for path in checkpoints]
-        model = average_states([checkpoint["model"] for checkpoint in loaded], weights)
-        configs = {json.dumps(checkpoint["model_config"], sort_keys=True) for checkpoint in loaded}
-    except OSError as error:
-        _fail(f"cannot read a checkpoint: {error}")
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        _fail(f"not a torch checkpoint: {str(error).splitlines()[0]}")
-    except KeyError as error:
-        _fail(f"not a detector checkpoint: no {error}")
-    except ValueError as error:
+        with reading_checkpoints("detector"):
+            loaded = [torch.load(path, map_location="cpu", weights_only=False) for path in checkpoints]
+            model = average_states([checkpoint["model"] for checkpoint in loaded], weights)
+            configs = {json.dumps(checkpoint["model_config"], sort_keys=True) for checkpoint in loaded}
+    except CheckpointError as error:
         _fail(str(error))
     if len(configs) > 1:
         _fail("the checkpoints have different architectures")

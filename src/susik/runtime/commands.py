@@ -255,22 +255,21 @@ def average_recognizers(
         help="one per checkpoint, in order (normalised to sum 1); default: equal")] = None,
 ) -> None:
     """Average recognizer checkpoints' weights: a soup of fine-tunes from one start, or a run's last epochs."""
-    import pickle
-
-    from susik.models.averaging import average_checkpoints, average_command, save_average
+    from susik.models.averaging import (
+        CheckpointError,
+        average_checkpoints,
+        average_command,
+        reading_checkpoints,
+        save_average,
+    )
     from susik.models.train_recognizer import load_checkpoint
 
     weights = weight or [1.0] * len(checkpoints)
     try:
-        loaded = [load_checkpoint(path) for path in checkpoints]
-        averaged = average_checkpoints(loaded, weights, [str(path) for path in checkpoints])
-    except OSError as error:
-        _fail(f"cannot read a checkpoint: {error}")
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        _fail(f"not a torch checkpoint: {str(error).splitlines()[0]}")
-    except KeyError as error:
-        _fail(f"not a recognizer checkpoint: no {error}")
-    except ValueError as error:
+        with reading_checkpoints("recognizer"):
+            loaded = [load_checkpoint(path) for path in checkpoints]
+            averaged = average_checkpoints(loaded, weights, [str(path) for path in checkpoints])
+    except CheckpointError as error:
         _fail(str(error))
     averaged["command"] = average_command("average", checkpoints, out, weights)
     save_average(averaged, out)
