@@ -33,12 +33,16 @@ const [crops, done] = arguments;
   const out = [];
   for (const data of crops) {
     const blob = await (await fetch(`data:image/png;base64,${data}`)).blob();
-    out.push((await window.susikEdge.readCrop(blob)).latex);
+    const crop = await window.susikEdge.readCrop(blob);
+    out.push([crop.latex, crop.confidence]);
   }
   return out;
 })().then(done, (error) => done(`error: ${error.message}`));
 """
-READ_PAGES = READ_ALL.replace("readCrop(blob)).latex", "readPage(blob))")
+READ_PAGES = READ_ALL.replace("""const crop = await window.susikEdge.readCrop(blob);
+    out.push([crop.latex, crop.confidence]);""", "out.push(await window.susikEdge.readPage(blob));")
+# a calibration map in the served record: the browser must report the server's calibrated confidence
+CALIBRATION = {"geomean": 1.09, "minimum": 1.32, "bias": -2.9, "fitted_on": "test"}
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +50,15 @@ def server(tiny_bundle, tmp_path_factory):
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"))
     if find_ort(settings) is None:
         pytest.skip("onnxruntime-web not installed: run scripts/setup.sh (npm ci)")
-    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
+    bundle = tmp_path_factory.mktemp("calibrated") / "recognizer"
+    shutil.copytree(tiny_bundle, bundle)
+    record = json.loads((bundle / "record.json").read_text())
+    record["decode"]["calibration"] = CALIBRATION
+    (bundle / "record.json").write_text(json.dumps(record))
+    recognizer = OnnxRecognizer.load(bundle, threads=1)
     page = Pipeline(OnnxDetector.load(threads=1), recognizer, DeskewOrienter())  # the bundled detector
     crop = Pipeline.for_crops(recognizer)
-    app = create_app(settings, lambda _: Pipelines(page, crop, "tiny-1", recognizer_dir=tiny_bundle))
+    app = create_app(settings, lambda _: Pipelines(page, crop, "tiny-1", recognizer_dir=bundle))
     with serve_in_thread(app) as url:
         yield app, url
 
@@ -80,23 +89,30 @@ def crops() -> list[np.ndarray]:
     return [image.astype(np.uint8) for image in images]
 
 
-def server_latex(url: str, png: bytes) -> str:
+def server_reading(url: str, png: bytes) -> tuple[str, float]:
     response = httpx.post(f"{url}/v1/recognize", files={"file": ("c.png", png)}, data={"mode": "crop"}, timeout=30)
     response.raise_for_status()
     (region,) = response.json()["regions"]
-    return region["latex"]
+    return region["latex"], region["confidence"]
 
 
-def test_in_browser_latex_equals_the_servers(server, browser):
+def server_latex(url: str, png: bytes) -> str:
+    return server_reading(url, png)[0]
+
+
+def test_in_browser_latex_and_confidence_equal_the_servers(server, browser, tiny_bundle):
     _, url = server
     pngs = [cv2.imencode(".png", image)[1].tobytes() for image in crops()]
-    expected = [server_latex(url, png) for png in pngs]
-    assert len(set(expected)) >= 4  # the tiny model reads different crops differently: the check has teeth
+    expected = [server_reading(url, png) for png in pngs]
+    assert len({latex for latex, _ in expected}) >= 4  # the tiny model reads crops differently: the check has teeth
     browser.set_script_timeout(120)
     browser.get(url)
     got = browser.execute_async_script(READ_ALL, [base64.b64encode(png).decode() for png in pngs])
-    assert got == expected
-    assert expected[-1] == ""
+    assert [latex for latex, _ in got] == [latex for latex, _ in expected]
+    assert np.allclose([c for _, c in got], [c for _, c in expected], rtol=0, atol=6e-5)  # the server rounds to 4
+    assert expected[-1] == ("", 0.0)
+    raw = OnnxRecognizer.load(tiny_bundle, threads=1)([cv2.imdecode(np.frombuffer(pngs[0], np.uint8), 0)])[0]
+    assert abs(raw.confidence - expected[0][1]) > 1e-3  # the served confidence is the calibrated one
 
 
 def test_the_page_reads_on_device_and_uploads_nothing(server, browser, tmp_path):
@@ -266,7 +282,7 @@ def _reads_as_the_server_but_not_as_plain_greedy(url: str, browser, tiny_bundle)
     browser.set_script_timeout(120)
     browser.get(url)
     got = browser.execute_async_script(READ_ALL, [base64.b64encode(png).decode() for png in pngs])
-    assert got == expected
+    assert [latex for latex, _ in got] == expected
 
 
 def test_in_browser_beam_search_reads_as_the_servers(beam_server, browser, tiny_bundle):

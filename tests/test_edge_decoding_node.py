@@ -114,3 +114,30 @@ def test_the_browser_decodes_as_the_server(node, decode):
     if decode:  # the cases are hard enough that the wider search reads some of them otherwise
         assert sum(h.tokens != g.tokens for h, g in zip(ours, greedy_readings)) >= 3
     assert {h.stop for h in ours} >= {"eos"}
+
+
+CONFIDENCE_HARNESS = """
+import { readFileSync } from "node:fs";
+import * as core from "./edge-core.js";
+const cases = JSON.parse(readFileSync(0, "utf8"));
+process.stdout.write(JSON.stringify(cases.map((c) => core.reportedConfidence(c.hypothesis, c.decode))));
+"""
+
+
+def test_the_browser_reports_the_servers_calibrated_confidence(tmp_path):
+    from susik.runtime.decoding import ConfidenceCalibration, reported_confidence
+
+    node = node_runner(tmp_path, ("edge-core.js",), CONFIDENCE_HARNESS)
+    rng = np.random.default_rng(3)
+    calibration = ConfidenceCalibration(geomean=0.111, minimum=1.8, bias=-1.423, fitted_on="drawn")
+    hypotheses = [Hypothesis(tuple(range(n)), tuple(float(p) for p in rng.uniform(0.2, 1.0, n + 1)), "eos")
+                  for n in rng.integers(1, 30, 20)]
+    hypotheses += [Hypothesis((3,), (1.0, 1.0), "eos"), Hypothesis((3, 3), (0.9, 0.9), "repetition"),
+                   Hypothesis((), (), "empty")]
+    cases = [{"hypothesis": {"tokens": list(h.tokens), "probs": list(h.probs), "stop": h.stop},
+              "decode": config.model_dump()}
+             for config in (DecodeConfig(), DecodeConfig(calibration=calibration)) for h in hypotheses]
+    ours = [reported_confidence(h, config) for config in (DecodeConfig(), DecodeConfig(calibration=calibration))
+            for h in hypotheses]
+    assert np.allclose(node(cases), ours, rtol=1e-12, atol=1e-15)
+    assert ours[:len(hypotheses)] != ours[len(hypotheses):]  # the map changes what is reported

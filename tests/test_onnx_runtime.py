@@ -489,7 +489,7 @@ def test_recognizer_returns_one_result_per_crop_in_order(tiny_bundle):
     blank = np.full((40, 90), 240, np.uint8)
     results = recognizer([crops[0], blank, *crops[1:]])
     assert len(results) == 6 and all(isinstance(r, Recognition) for r in results)
-    assert results[1] == Recognition("", 0.0)
+    assert results[1] == Recognition("", 0.0, 0.0)  # blank: nothing read, nothing sure
     # The same crops in reverse order form the same batches (the predictor sorts by width), so each reading
     # must come back at its crop's place. (Read one by one they may differ: the dynamic-int8 decoder scales
     # its activations per batch; 10% of the bundled model's readings of 60 held-out crops change with that.)

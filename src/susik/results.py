@@ -30,7 +30,13 @@ class Recognition:
     """One crop read by the recognizer."""
 
     latex: str
-    confidence: float
+    confidence: float  # what users read: calibrated to the chance of an exact reading when the record has a map
+    raw_confidence: float | None = None  # the decoder's own score, which second looks compare; None: `confidence`
+
+    @property
+    def look_score(self) -> float:
+        """The score that gates and compares second readings (the scale their thresholds were tuned on)."""
+        return self.confidence if self.raw_confidence is None else self.raw_confidence
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,89 @@ def eval_detect(
               tracking_uri)
 
 
+@eval_app.command("calibrate")
+def eval_calibrate(
+    data: Annotated[list[Path], typer.Option(
+        "--data", help="labelled crop manifest the model did not train on (repeatable: each is a set)")],
+    model: Annotated[str, typer.Option(help="bundled model name, model folder or record.json")] = "recognizer",
+    limit: LimitOpt = None,
+    threads: ThreadsOpt = None,
+    write: Annotated[bool, typer.Option(
+        help="store the map in the model's record.json (and its folder's MODEL_CARD.md): served confidences "
+        "become calibrated; the weights and version stay")] = False,
+) -> None:
+    """Fit the map from raw token probabilities to a calibrated confidence (the chance a reading is exactly
+    right), judged on held-out halves: fitted on each set's odd-numbered crops, measured on the even ones."""
+    from susik.data.crops import CropDataset, CropReadError
+    from susik.eval.calibrate import RawScores, calibration_report
+    from susik.eval.metrics import score_sample
+    from susik.latex import detokenize
+    from susik.models.registry import IntegrityError, ModelNotFoundError, model_card, resolve, save_record
+    from susik.runtime.recognizer import OnnxRecognizer
+
+    try:
+        recognizer = OnnxRecognizer.load(model, threads=threads)
+    except (ModelNotFoundError, IntegrityError) as error:
+        _fail(str(error))
+    sets, unfinished = {}, 0
+    for manifest in data:
+        try:
+            dataset = CropDataset(find_manifest(manifest))
+        except (ManifestError, OSError) as error:
+            _fail(f"{manifest}: {error}")
+        crops, references = [], []
+        for index in range(min(len(dataset), limit or len(dataset))):
+            try:
+                crop, latex = dataset[index]
+            except CropReadError as error:
+                _err.print(f"skipped: {error}", markup=False)
+                continue
+            crops.append(crop)
+            references.append(latex)
+        scores, right = [], []
+        with _progress(f"read {manifest}") as progress:
+            task = progress.add_task("", total=len(crops))
+            for start in range(0, len(crops), 16):
+                hypotheses = recognizer.hypotheses(crops[start : start + 16])
+                for hypothesis, reference in zip(hypotheses, references[start : start + 16], strict=True):
+                    raw = RawScores.of(hypothesis)
+                    if raw is None:  # reported as 0 whatever the map
+                        unfinished += 1
+                        continue
+                    latex = detokenize(recognizer.vocab.decode(hypothesis.tokens))
+                    scores.append(raw)
+                    right.append(score_sample(latex, reference).exact)
+                progress.advance(task, len(hypotheses))
+        named = manifest if manifest.suffix != ".jsonl" else manifest.parent if manifest.stem == "manifest" else (
+            manifest.with_suffix(""))
+        sets[f"{named.parent.name}/{named.name}" if named.parent.name else named.name] = (scores, right)
+    fitted_on = ", ".join(f"{name} ({len(scores)})" for name, (scores, _) in sets.items())
+    try:
+        report = calibration_report(sets, fitted_on)
+    except ValueError as error:
+        _fail(str(error))
+    table = Table(title="confidence on held-out halves: raw geometric mean -> calibrated")
+    for column in ("set", "n", "right", "AUROC", "ECE", "exact of surest 80%"):
+        table.add_column(column)
+    for name, held in report.held_out.items():
+        raw, mapped = held.raw, held.mapped
+        auroc = "n/a" if raw.auroc is None else f"{raw.auroc:.3f} -> {mapped.auroc:.3f}"
+        table.add_row(name, str(raw.n), f"{held.right_share:.1%}", auroc,
+                      f"{raw.ece:.3f} -> {mapped.ece:.3f}",
+                      f"{raw.exact_at_coverage['80%']:.1%} -> {mapped.exact_at_coverage['80%']:.1%}")
+    _out.print(table)
+    calibration = report.calibration
+    _out.print(f"map (fitted on all {report.n_fit} finished readings; {unfinished} unfinished read 0): "
+               f"p = sigmoid({calibration.geomean} logit(geomean) + {calibration.minimum} logit(min) "
+               f"+ {calibration.bias})")
+    if write:
+        record = resolve(model)
+        updated = record.model_copy(update={"decode": record.decode.model_copy(update={"calibration": calibration})})
+        save_record(updated, record.root)
+        (record.root / "MODEL_CARD.md").write_text(model_card(updated))
+        _out.print(f"written to {record.root / 'record.json'}")
+
+
 @eval_app.command("compare")
 def eval_compare(
     runs: Annotated[list[Path], typer.Argument(help="eval output folders (from `susik eval ...`) on one manifest")],

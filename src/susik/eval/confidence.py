@@ -69,3 +69,30 @@ def confidence_quality(confidences: Sequence[float], right: Sequence[bool], bins
         ece=expected_calibration_error(confidences, right, bins),
         exact_at_coverage={f"{round(100 * c)}%": exact_at_coverage(confidences, right, c) for c in coverages},
     )
+
+
+def logit(probabilities: Sequence[float]) -> np.ndarray:
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def fit_logistic(features: np.ndarray, right: Sequence[bool], l2: float = 1e-3,
+                 iterations: int = 50) -> tuple[np.ndarray, float]:
+    """Weights and bias of P(right) = sigmoid(features @ w + b), by Newton's method on the mean log-loss with a
+    small ridge on the weights (it keeps the fit finite when the readings separate perfectly)."""
+    x = np.column_stack([np.asarray(features, dtype=np.float64), np.ones(len(features))])
+    y = np.asarray(right, dtype=np.float64)
+    if len(y) != len(x) or not len(y):
+        raise ValueError(f"{len(x)} feature rows for {len(y)} outcomes")
+    ridge = np.full(x.shape[1], l2)
+    ridge[-1] = 0.0  # the bias is not shrunk
+    theta = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        p = 1 / (1 + np.exp(-(x @ theta)))
+        gradient = x.T @ (p - y) / len(y) + ridge * theta
+        hessian = (x.T * (p * (1 - p))) @ x / len(y) + np.diag(ridge + 1e-9)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return theta[:-1], float(theta[-1])

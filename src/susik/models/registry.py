@@ -165,6 +165,17 @@ def _decoding(decode: DecodeConfig) -> str:
     return search
 
 
+def _confidence(decode: DecodeConfig) -> str:
+    raw = f"{decode.confidence} of the token probabilities"
+    calibration = decode.calibration
+    if calibration is None:
+        return f"confidence = {raw} (0 when the guard fired)"
+    return (f"confidence calibrated to the chance of an exact reading: sigmoid({calibration.geomean} logit(geometric "
+            f"mean) + {calibration.minimum} logit(least likely token) + {calibration.bias}), fitted on "
+            f"{calibration.fitted_on or 'labelled crops'} (`susik eval calibrate`); 0 when the guard fired; the "
+            f"second looks are gated on the raw {raw}")
+
+
 def averaged_lines(averaged_from: list[dict[str, Any]], indent: str) -> list[str]:
     """The inputs of a weight average, each with the command that trained it (and its own inputs, nested)."""
     if not averaged_from:
@@ -201,8 +212,7 @@ def model_card(record: ModelRecord) -> str:
             f"- Input: grayscale crop{_flattening(record.preprocess.flatten)} cut to the ink, height "
             f"{record.preprocess.height} px, width up to "
             f"{record.preprocess.max_width} px; {_decoding(record.decode)}, at most "
-            f"{record.decode.max_tokens} tokens, with a repetition guard; confidence = {record.decode.confidence} "
-            "of the token probabilities (0 when the guard fired)."
+            f"{record.decode.max_tokens} tokens, with a repetition guard; {_confidence(record.decode)}."
         ),
         "",
         "## Training",

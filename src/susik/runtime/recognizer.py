@@ -26,6 +26,7 @@ from susik.runtime.decoding import (
     greedy,
     greedy_with_rescue,
     max_length,
+    reported_confidence,
     sequence_confidence,
     with_rescue,
 )
@@ -43,7 +44,8 @@ NEG_INF = -1e4  # must match susik.models.recognizer.NEG_INF, the value the deco
 
 
 class OnnxRecognizer:
-    """Formula crops (gray or BGR uint8) -> `Recognition(latex, confidence)`; `[]` for `[]`."""
+    """Formula crops (gray or BGR uint8) -> `Recognition(latex, confidence)`; `[]` for `[]`. The confidence is
+    the record's calibrated one (`decoding.reported_confidence`); the further looks are gated on the raw score."""
 
     def __init__(
         self,
@@ -197,7 +199,8 @@ class OnnxRecognizer:
                       banned=(vocab.pad_id, vocab.bos_id))
 
     def _to_recognition(self, hypothesis: Hypothesis) -> Recognition:
-        return Recognition(detokenize(self.vocab.decode(hypothesis.tokens)), self._confidence(hypothesis))
+        return Recognition(detokenize(self.vocab.decode(hypothesis.tokens)), reported_confidence(hypothesis, self.decode),
+                           self._confidence(hypothesis))
 
 
 def pad_cross(alone: Sequence[Sequence[np.ndarray]], feature_h: int) -> Cache:

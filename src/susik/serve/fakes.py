@@ -17,18 +17,24 @@ FAKE_LATEX = r"\frac{a}{b}+x^{2}"
 
 
 class FixedRecognizer:
-    """Reads every crop as the same LaTeX, after an optional delay per batch (to simulate model time)."""
+    """Reads every crop as the same LaTeX, after an optional delay per batch (to simulate model time); the
+    confidences are handed out in turn, crop after crop."""
 
-    def __init__(self, latex: str = FAKE_LATEX, delay_s: float = 0.0) -> None:
+    def __init__(self, latex: str = FAKE_LATEX, delay_s: float = 0.0, confidences: tuple[float, ...] = (0.9,)) -> None:
         self.latex = latex
         self.delay_s = delay_s
+        self.confidences = confidences
         self.batches: list[int] = []
+        self._read = 0
 
     def __call__(self, crops: list[np.ndarray]) -> list[Recognition]:
         self.batches.append(len(crops))
         if self.delay_s:
             time.sleep(self.delay_s)
-        return [Recognition(self.latex, 0.9) for _ in crops]
+        readings = [Recognition(self.latex, self.confidences[(self._read + i) % len(self.confidences)])
+                    for i in range(len(crops))]
+        self._read += len(crops)
+        return readings
 
 
 class TwoRegionDetector:
@@ -72,8 +78,9 @@ def sample_photo(width: int = 640, height: int = 480, extension: str = ".jpg") -
     return encoded.tobytes()
 
 
-def fake_pipelines(latex: str = FAKE_LATEX, delay_s: float = 0.0, model_version: str = "fake-1") -> Pipelines:
-    recognizer = FixedRecognizer(latex, delay_s)
+def fake_pipelines(latex: str = FAKE_LATEX, delay_s: float = 0.0, model_version: str = "fake-1",
+                   confidences: tuple[float, ...] = (0.9,)) -> Pipelines:
+    recognizer = FixedRecognizer(latex, delay_s, confidences)
     return Pipelines(Pipeline(TwoRegionDetector(), recognizer), Pipeline.for_crops(recognizer), model_version)
 
 

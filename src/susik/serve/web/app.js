@@ -2,6 +2,9 @@
 // The page: photo -> /v1/recognize -> outlined regions + KaTeX + editable LaTeX -> /v1/feedback.
 
 const SVG = "http://www.w3.org/2000/svg";
+// The served confidence is calibrated (the chance the reading is exactly right; see the model card): below
+// even odds a reading is more likely wrong than right, so the page asks the user to check it.
+const CHECK_BELOW = 0.5;
 const MAX_SIDE = 2048; // px; a 12 MP phone photo is shrunk before upload: formulas stay legible, bytes drop ~5x
 const view = {
   photo: document.getElementById("photo"),
@@ -100,7 +103,8 @@ async function recognize(file) {
 function outline(region, index) {
   const polygon = document.createElementNS(SVG, "polygon");
   polygon.setAttribute("points", region.quad.map(([x, y]) => `${x},${y}`).join(" "));
-  polygon.setAttribute("class", `region ${region.kind}`);
+  const unsure = region.confidence < CHECK_BELOW ? " unsure" : "";
+  polygon.setAttribute("class", `region ${region.kind}${unsure}`);
   polygon.dataset.index = index;
   const label = document.createElementNS(SVG, "text");
   const [x, y] = region.quad[0];
@@ -126,6 +130,9 @@ function show(page) {
     const problem = item.querySelector(".problem-label");
     problem.textContent = region.label ?? "";
     problem.hidden = !region.label; // a problem number read with the formula, not part of its LaTeX
+    const check = item.querySelector(".check");
+    check.hidden = !(region.confidence < CHECK_BELOW);
+    check.textContent = `check this: ${Math.round(100 * region.confidence)}% likely right`;
     source.value = region.latex;
     renderMath(region.latex, rendered);
     source.addEventListener("input", () => renderMath(source.value, rendered));

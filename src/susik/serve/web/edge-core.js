@@ -574,6 +574,23 @@ export function confidence(hypothesis, method) {
   return Math.exp(logs.reduce((a, b) => a + b, 0) / logs.length);
 }
 
+const logit = (p) => {
+  const clipped = Math.min(Math.max(p, 1e-6), 1 - 1e-6);
+  return Math.log(clipped / (1 - clipped));
+};
+
+// decoding.reported_confidence: the confidence a user sees, the raw score mapped by decode.calibration (a
+// logistic map of the geometric mean's and the least likely token's logits) when the record has one.
+export function reportedConfidence(hypothesis, decode) {
+  const calibration = decode.calibration;
+  if (!calibration || hypothesis.stop !== "eos" || !hypothesis.probs.length) {
+    return confidence(hypothesis, decode.confidence);
+  }
+  const score = calibration.geomean * logit(confidence(hypothesis, "geomean"))
+    + calibration.minimum * logit(confidence(hypothesis, "min")) + calibration.bias;
+  return 1 / (1 + Math.exp(-score));
+}
+
 // --- susik.latex: Vocabulary.decode and detokenize ---
 
 const TEXT_COMMANDS = new Set(["\\text", "\\mbox", "\\textrm", "\\textbf", "\\textit", "\\hbox", "\\textnormal"]);

@@ -136,7 +136,9 @@ async function recognize(m, image, prepared) {
     : { tokens: [], probs: [], stop: "empty" };
   return {
     latex: core.detokenize(core.decodeIds(hypothesis.tokens, m.words)),
-    confidence: core.confidence(hypothesis, m.manifest.decode.confidence),
+    confidence: core.reportedConfidence(hypothesis, m.manifest.decode),
+    // Recognition.look_score: second readings are gated and compared on the raw score, as on the server
+    lookScore: core.confidence(hypothesis, m.manifest.decode.confidence),
   };
 }
 
@@ -148,12 +150,13 @@ export async function readCrop(blob) {
   const decoded = performance.now();
   const prepared = prepare(m, image);
   const preprocessed = performance.now();
-  const reading = await recognize(m, image, prepared);
+  const { latex, confidence } = await recognize(m, image, prepared);
   const done = performance.now();
   return {
     width: image.width,
     height: image.height,
-    ...reading,
+    latex,
+    confidence,
     model_version: m.manifest.model_version,
     ms: { decode_image: decoded - start, preprocess: preprocessed - decoded, recognize: done - preprocessed },
   };
@@ -192,16 +195,17 @@ export async function readPage(blob) {
   for (const [i, detection] of found.detections.entries()) {
     let reading = await recognize(m, upright[i], prepare(m, upright[i]));
     // as susik.Pipeline: an unsure printed reading is read again from crops grown along its line, the surest kept
-    for (const quad of reading.confidence < (params.recrop_below ?? 0) ? detection.recropQuads : []) {
+    for (const quad of reading.lookScore < (params.recrop_below ?? 0) ? detection.recropQuads : []) {
       const crop = geometry.deskew(geometry.rectify(image, quad));
       const other = await recognize(m, crop, prepare(m, crop));
-      if (other.confidence > reading.confidence) reading = other;
+      if (other.lookScore > reading.lookScore) reading = other;
     }
     // as susik.Pipeline: a problem number read with the formula is kept apart; alone, it is no formula;
     // the sentence's punctuation after it goes
     const [label, latex] = core.splitReadingLabel(core.stripSentencePunctuation(reading.latex));
     if (label !== null && !latex) continue;
-    regions.push({ quad: detection.quad, polygon: detection.polygon, ...reading, latex, kind: detection.kind, label });
+    regions.push({ quad: detection.quad, polygon: detection.polygon, latex, confidence: reading.confidence,
+      kind: detection.kind, label });
   }
   const done = performance.now();
   return {
