@@ -22,6 +22,7 @@ def fb(
     kind="printed",
     comment=None,
     display_ms=None,
+    confidence=None,
 ):
     return FeedbackFacts(
         request_id,
@@ -36,6 +37,7 @@ def fb(
         comment,
         display_ms,
         AT,
+        confidence,
     )
 
 
@@ -115,3 +117,18 @@ def test_report_per_version_with_slices_latency_and_voc():
 
 def test_empty_report():
     assert online_report([], []) == {"model_versions": {}}
+
+
+def test_report_checks_the_served_confidence_against_what_users_corrected():
+    requests = [RequestFacts("v1", "page", "done", 8), RequestFacts("v2", "page", "done", 2)]
+    # sure readings left alone, unsure ones corrected: ranked right, but 0.85 said where 0.5 stood (ECE: half
+    # the regions 0.05 off, half 0.75 off)
+    feedback = [fb(str(i), 0, "x", "x", confidence=0.95) for i in range(4)]
+    feedback += [fb(str(i), 0, "x", "y", confidence=0.75) for i in range(4, 8)]
+    feedback += [fb("late", 0, "x", "y")]  # a page served before confidences were stored: not rated
+    feedback += [fb("v2a", 0, "x", "x", confidence=0.3, version="v2"), fb("v2b", 0, "x", accepted=True,
+                                                                           confidence=0.2, version="v2")]
+    report = online_report(requests, feedback)["model_versions"]
+    assert report["v1"]["confidence"] == {"n": 8, "auroc": 1.0, "ece": 0.4, "mean_confidence": 0.85,
+                                          "uncorrected_rate": 0.5}
+    assert report["v2"]["confidence"] is None  # nothing corrected: no ranking to judge

@@ -146,9 +146,9 @@ def test_request_lifecycle_feedback_and_facts(store):
         ("v2", "crop", "failed", 0),
     ]
     feedback = store.feedback_facts()
-    assert [(f.region, f.kind, f.predicted_latex, f.corrected, f.display_ms) for f in feedback] == [
-        (0, "printed", "x^{2}+1", False, 420.0),
-        (1, "handwritten", "y=a", True, None),
+    assert [(f.region, f.kind, f.predicted_latex, f.corrected, f.display_ms, f.confidence) for f in feedback] == [
+        (0, "printed", "x^{2}+1", False, 420.0, 0.9),
+        (1, "handwritten", "y=a", True, None, 0.4),
     ]
 
 

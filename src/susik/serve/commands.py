@@ -155,6 +155,11 @@ def online_report_command(
                     "",
                 )
     console.print(table)
+    for version, row in report["model_versions"].items():
+        if row["confidence"] is not None:
+            c = row["confidence"]
+            console.print(f"{version}: served confidence on {c['n']} regions with a verdict: mean {c['mean_confidence']} "
+                          f"against {c['uncorrected_rate']} left uncorrected; AUROC {c['auroc']}, ECE {c['ece']}")
     if "comparison" in report:
         _print_comparison(report["comparison"])
     for version, row in report["model_versions"].items():

@@ -12,6 +12,7 @@ from rapidfuzz.distance import Levenshtein
 
 from susik.data.manifest import CropSample, ManifestWriter, Sample
 from susik.data.version import DatasetVersion, dataset_version
+from susik.eval.confidence import confidence_quality
 from susik.latex import normalize
 from susik.pipeline import rectify
 from susik.results import Quad
@@ -51,6 +52,20 @@ def _verdicts(verdicts: list[FeedbackFacts]) -> dict:
     }
 
 
+def _confidence(verdicts: list[FeedbackFacts]) -> dict | None:
+    """Does the served confidence still mean what it says on users' photos? A region its user left uncorrected
+    counts as right: AUROC (corrected ones less sure), ECE, and the served and the observed rate side by side.
+    None without both outcomes among the verdicts that carry a confidence."""
+    rated = [row for row in verdicts if row.confidence is not None]
+    right = [not row.corrected for row in rated]
+    if len(set(right)) < 2:
+        return None
+    quality = confidence_quality([float(row.confidence) for row in rated], right)  # type: ignore[arg-type]
+    return {"n": quality.n, "auroc": round(quality.auroc or 0.0, 4), "ece": round(quality.ece, 4),
+            "mean_confidence": round(float(np.mean([row.confidence for row in rated])), 4),
+            "uncorrected_rate": round(float(np.mean(right)), 4)}
+
+
 def _slices(verdicts: list[FeedbackFacts], key: Callable[[FeedbackFacts], str]) -> dict:
     groups: dict[str, list[FeedbackFacts]] = defaultdict(list)
     for row in verdicts:
@@ -68,8 +83,8 @@ def online_report(
     seed: int = 0,
 ) -> dict:
     """Per model version: traffic, how often users correct it (overall, per mode and per kind), how far the
-    corrections are from the prediction, server and capture->display latency, and the newest free-text
-    comments; with a `champion` and a `challenger` version, whether the challenger is better (see canary)."""
+    corrections are from the prediction, whether the served confidence predicts the corrections, server and
+    capture->display latency, and the newest free-text comments; with a `champion` and a `challenger` version, whether the challenger is better (see canary)."""
     rng = np.random.default_rng(seed)
     versions = sorted({row.model_version for row in requests})
     report, corrected, latency = {}, {}, {}
@@ -87,6 +102,7 @@ def online_report(
             "regions": sum(row.n_regions for row in version_requests),
             "feedback": len(mine),
             **_verdicts(verdicts),
+            "confidence": _confidence(verdicts),
             **version_intervals(corrected[version], latency[version], rng),
             "display_ms_p50": _percentile(display, 50),
             "display_ms_p95": _percentile(display, 95),

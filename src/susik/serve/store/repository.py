@@ -47,6 +47,7 @@ class FeedbackFacts:
     comment: str | None
     display_ms: float | None
     created_at: datetime
+    confidence: float | None = None  # what the service said beside the prediction (None: an old page without it)
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,7 @@ class FeedbackStore:
                     row.comment,
                     row.display_ms,
                     row.created_at,
+                    page["regions"][row.region].get("confidence"),
                 )
                 for row, version, mode, page in rows
             ]
