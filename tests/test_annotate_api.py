@@ -319,3 +319,21 @@ def test_folder_of_images_gets_a_manifest(tmp_path):
     dataset = Dataset(folder, license="CC0")
     assert [item.status for item in dataset.items()] == ["new", "new"]
     assert json.loads((folder / "manifest.jsonl").read_text().splitlines()[0])["license"] == "CC0"
+
+
+def test_pages_can_be_listed_least_sure_proposal_first(tmp_path):
+    dataset = Dataset(make_dataset(tmp_path / "ds", labeled=False))
+    quad = Quad(((5.0, 5.0), (60.0, 5.0), (60.0, 30.0), (5.0, 30.0)))
+    sureness = iter([(0.9, 0.7), (0.2,)])
+
+    def fake_model(images):
+        return [Page(320, 240, 0, tuple(Region(quad, (), "y=1", score, "printed") for score in next(sureness)))]
+
+    assert prelabel(dataset, fake_model, "fake-1") == 2
+    with TestClient(create_app(Dataset(dataset.folder))) as http:
+        listed = http.get("/api/items").json()["items"]
+        assert [(item["image"], item["least_sure"]) for item in listed] == [("page0.png", 0.7), ("page1.png", 0.2)]
+        unsure = http.get("/api/items", params={"order": "unsure", "status": "pre-annotated"}).json()["items"]
+        assert [item["image"] for item in unsure] == ["page1.png", "page0.png"]
+        wrong = http.get("/api/items", params={"order": "random"})
+        assert wrong.status_code == 422 and wrong.json()["error"] == "invalid_order"

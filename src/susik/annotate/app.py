@@ -96,6 +96,8 @@ def _summary(item: Item, events: list[Event]) -> dict:
         "status": item.status,
         "regions": len(sample.regions),
         "annotators": _annotators(events),
+        # the model's least sure proposal (calibrated: the chance it reads exactly right); None: no proposals
+        "least_sure": min(item.prelabel.scores) if item.prelabel is not None and item.prelabel.scores else None,
     }
 
 
@@ -138,9 +140,13 @@ async def items(
     dataset: DatasetDep,
     status: Annotated[str | None, Query()] = None,
     annotator: Annotated[str | None, Query(description="only pages this person saved")] = None,
+    order: Annotated[str, Query(description="file: manifest order; unsure: pages whose least sure proposal is "
+                                "least sure first (labels where the model is weakest teach it most)")] = "file",
 ) -> dict:
     if status is not None and status not in STATUSES:
         raise ApiError(422, "invalid_status", f"status must be one of {', '.join(STATUSES)}")
+    if order not in ("file", "unsure"):
+        raise ApiError(422, "invalid_order", "order must be file or unsure")
     everyone: dict[str, None] = {}
     counts = {name: 0 for name in STATUSES}
     listed = []
@@ -152,6 +158,8 @@ async def items(
             annotator is None or annotator in summary["annotators"]
         ):
             listed.append(summary)
+    if order == "unsure":  # pages without proposals last, in file order
+        listed.sort(key=lambda summary: (summary["least_sure"] is None, summary["least_sure"] or 0.0))
     return {"items": listed, "counts": counts, "total": len(dataset), "annotators": sorted(everyone)}
 
 

@@ -6,7 +6,7 @@
 
 const view = {
   canvas: $("canvas"), photo: $("photo"), shapes: $("shapes"), draft: $("draft"), handles: $("handles"),
-  items: $("items"), counts: $("counts"), filter: $("filter"), annotator: $("annotator"), regions: $("regions"),
+  items: $("items"), counts: $("counts"), filter: $("filter"), order: $("order"), annotator: $("annotator"), regions: $("regions"),
   template: $("region-template"), conditions: $("conditions"), orientation: $("orientation"), status: $("status"), title: $("title"),
   itemStatus: $("item-status"),
 };
@@ -30,8 +30,9 @@ function say(text, isError = false) {
 // --- the item list ---
 
 async function loadList() {
-  const status = view.filter.value;
-  const data = await api("GET", "/api/items" + (status ? `?status=${encodeURIComponent(status)}` : ""));
+  const query = new URLSearchParams({ order: view.order.value });
+  if (view.filter.value) query.set("status", view.filter.value);
+  const data = await api("GET", `/api/items?${query}`);
   state.list = data.items;
   view.counts.textContent = Object.entries(data.counts).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(" · ");
   view.items.replaceChildren(...data.items.map((item) => {
@@ -39,6 +40,7 @@ async function loadList() {
     li.dataset.index = item.index;
     li.textContent = item.image;
     li.append(badge(item.status));
+    if (item.least_sure !== null) li.title = `least sure proposal: ${Math.round(100 * item.least_sure)}% likely right`;
     li.classList.toggle("current", state.page !== null && state.page.index === item.index);
     li.addEventListener("click", () => go(item.index));
     return li;
@@ -499,6 +501,7 @@ $("check").addEventListener("click", checkTex);
 $("save").addEventListener("click", save);
 $("next").addEventListener("click", () => step(1));
 view.filter.addEventListener("change", loadList);
+view.order.addEventListener("change", loadList);
 view.orientation.addEventListener("change", () => {
   willChange();
   state.page.orientation = Number(view.orientation.value);
