@@ -322,6 +322,9 @@ def test_metrics_count_requests_per_route_template(client):
     assert 'susik_http_requests_total{method="POST",route="/v1/recognize",status="200"} 1.0' in text
     assert 'susik_http_requests_total{method="GET",route="unmatched",status="404"} 2.0' in text
     assert 'susik_stage_seconds_bucket{le="0.005",mode="page",stage="detect"}' in text
+    # the fake reads both regions (one printed, one handwritten) at 0.9: in the le=0.9 bucket, not below 0.8
+    assert 'susik_region_confidence_bucket{kind="printed",le="0.9"} 1.0' in text
+    assert 'susik_region_confidence_bucket{kind="handwritten",le="0.8"} 0.0' in text
 
 
 def test_fuzzed_uploads_get_4xx_or_a_result_never_a_crash(tmp_path):

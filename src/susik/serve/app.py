@@ -220,7 +220,7 @@ async def recognize(
         wait=round(_ms(done - stored) - page.timings_ms["total"], 2),
     )
     await run_in_threadpool(state.store.complete, request_id, body)
-    state.metrics.observe_page(mode, page.timings_ms)
+    state.metrics.observe_page(mode, page.timings_ms, [(region.kind, region.confidence) for region in page.regions])
     body["timings_ms"]["server"] = _ms(time.perf_counter() - start)
     return {**body, "request_id": request_id, "model_version": version}
 

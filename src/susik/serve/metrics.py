@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -11,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 32)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
 class Metrics:
@@ -56,11 +58,22 @@ class Metrics:
             "corrected / feedback with a verdict, since this process started",
             registry=self.registry,
         )
+        # calibrated: its mean is the expected exact-match rate, so a drop is new kinds of photo before any feedback
+        self.confidence = Histogram(
+            "susik_region_confidence",
+            "served confidence of each region read, by kind",
+            ["kind"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=self.registry,
+        )
         self._verdicts, self._corrected, self._lock = 0, 0, threading.Lock()
 
-    def observe_page(self, mode: str, timings_ms: dict[str, float]) -> None:
+    def observe_page(self, mode: str, timings_ms: dict[str, float], regions: Sequence[tuple[str, float]] = ()) -> None:
+        """A page's stage timings and its regions' (kind, confidence)."""
         for stage, ms in timings_ms.items():
             self.stage.labels(mode, stage).observe(ms / 1000)
+        for kind, confidence in regions:
+            self.confidence.labels(kind).observe(confidence)
 
     def observe_feedback(self, corrected: bool, has_verdict: bool) -> None:
         outcome = "corrected" if corrected else "accepted" if has_verdict else "comment"
