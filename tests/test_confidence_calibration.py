@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ from recognizer_helpers import draw_crop, random_text
 from typer.testing import CliRunner
 
 from susik.cli import app
-from susik.eval.calibrate import RawScores, apply, calibration_report, fit_calibration
+from susik.eval.calibrate import RawScores, apply, calibration_report, fit_calibration, set_name
 from susik.eval.confidence import expected_calibration_error, fit_logistic
 from susik.runtime.decoding import ConfidenceCalibration, DecodeConfig, Hypothesis, reported_confidence
 from susik.runtime.image_io import load_image
@@ -76,6 +77,12 @@ def test_report_judges_each_set_on_readings_the_half_map_never_saw():
     assert report.n_fit == 1000 and report.calibration.fitted_on == "easy, hard"
 
 
+def test_sets_are_named_by_their_folder_and_file():
+    assert set_name(Path("../shared/data/crohme/val2013.jsonl")) == "crohme/val2013"
+    assert set_name(Path("work/recdata/synthetic_val/manifest.jsonl")) == "recdata/synthetic_val"
+    assert set_name(Path("val.jsonl")) == "val"
+
+
 def test_raw_scores_of_unfinished_readings_are_none():
     assert RawScores.of(Hypothesis((1, 2), (0.5, 0.5), "repetition")) is None
     assert RawScores.of(Hypothesis((), (), "empty")) is None
@@ -121,12 +128,14 @@ def test_calibrate_command_writes_the_map_the_recognizer_then_reports(tiny_bundl
     batched = OnnxRecognizer.load(bundle, threads=1)([load_image(crop)] * 16)[0].latex
     lines = [{"image": "images/0.png", "latex": batched if index % 4 < 2 else "x", "source": "drawn",
               "license": "CC0"} for index in range(32)]
+    lines.insert(5, {**lines[0], "image": "images/gone.png"})  # unreadable: skipped with a line, the rest read
     crops.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
 
     result = CliRunner().invoke(app, ["eval", "calibrate", "--data", str(crops), "--model", str(bundle),
                                       "--threads", "1", "--write"])
     assert result.exit_code == 0, result.output
     assert "ECE" in result.stdout and "logit(min)" in result.stdout
+    assert "skipped" in result.stderr and "gone.png" in result.stderr
     written = json.loads((bundle / "record.json").read_text())["decode"]["calibration"]
     assert written["fitted_on"].endswith("/drawn (32)") and "calibrat" in (bundle / "MODEL_CARD.md").read_text()
     after = CliRunner().invoke(app, ["recognize", str(crop), "--json", "--model", str(bundle), "--threads", "1"])

@@ -9,13 +9,21 @@ not fitted on, then fits the shipped map on all of them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from susik.data.crops import CropDataset, CropReadError
 from susik.eval.confidence import ConfidenceQuality, confidence_quality, fit_logistic, logit
+from susik.eval.metrics import score_sample
+from susik.latex import detokenize
 from susik.runtime.decoding import ConfidenceCalibration, Hypothesis, calibrated
+
+if TYPE_CHECKING:
+    from susik.runtime.recognizer import OnnxRecognizer
 
 
 @dataclass(frozen=True)
@@ -85,3 +93,47 @@ def calibration_report(sets: dict[str, Readings], fitted_on: str = "") -> Calibr
             held_out[name] = HeldOut(confidence_quality(apply(None, kept), outcomes),
                                      confidence_quality(apply(half, kept), outcomes), float(np.mean(outcomes)))
     return CalibrationReport(fit_calibration(*every, fitted_on), held_out, len(every[0]))
+
+
+@dataclass(frozen=True)
+class SetReadings:
+    scores: list[RawScores]
+    right: list[bool]
+    unfinished: int  # readings the runaway guard stopped: 0 whatever the map, so left out of the fit
+    skipped: list[str]  # unreadable samples, one line each
+
+
+def read_set(recognizer: OnnxRecognizer, dataset: CropDataset, limit: int | None = None, batch_size: int = 16,
+             advance: Callable[[int], None] = lambda _: None) -> SetReadings:
+    """The raw scores of the recognizer's readings (its record's looks included) of the first `limit` crops and
+    whether each is exactly right; crops are read `batch_size` at a time, never all held at once."""
+    scores: list[RawScores] = []
+    right: list[bool] = []
+    skipped: list[str] = []
+    unfinished = 0
+    count = len(dataset) if limit is None else min(len(dataset), limit)
+    for start in range(0, count, batch_size):
+        crops, references = [], []
+        for index in range(start, min(start + batch_size, count)):
+            try:
+                crop, latex = dataset[index]
+            except CropReadError as error:
+                skipped.append(str(error))
+                continue
+            crops.append(crop)
+            references.append(latex)
+        for hypothesis, reference in zip(recognizer.hypotheses(crops) if crops else [], references, strict=True):
+            raw = RawScores.of(hypothesis)
+            if raw is None:
+                unfinished += 1
+                continue
+            scores.append(raw)
+            right.append(score_sample(detokenize(recognizer.vocab.decode(hypothesis.tokens)), reference).exact)
+        advance(min(start + batch_size, count) - start)
+    return SetReadings(scores, right, unfinished, skipped)
+
+
+def set_name(manifest: Path) -> str:
+    """`crohme/val2013` for crohme/val2013.jsonl, `recdata/synthetic_val` for recdata/synthetic_val/manifest.jsonl."""
+    named = manifest.parent if manifest.name == "manifest.jsonl" else manifest.with_suffix("")
+    return f"{named.parent.name}/{named.name}" if named.parent.name else named.name

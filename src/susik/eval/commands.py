@@ -6,6 +6,7 @@ Models and the tracking store are opened inside the commands, so `susik --help` 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -216,10 +217,8 @@ def eval_calibrate(
 ) -> None:
     """Fit the map from raw token probabilities to a calibrated confidence (the chance a reading is exactly
     right), judged on held-out halves: fitted on each set's odd-numbered crops, measured on the even ones."""
-    from susik.data.crops import CropDataset, CropReadError
-    from susik.eval.calibrate import RawScores, calibration_report
-    from susik.eval.metrics import score_sample
-    from susik.latex import detokenize
+    from susik.data.crops import CropDataset
+    from susik.eval.calibrate import calibration_report, read_set, set_name
     from susik.models.registry import IntegrityError, ModelNotFoundError, model_card, resolve, save_record
     from susik.runtime.recognizer import OnnxRecognizer
 
@@ -233,32 +232,13 @@ def eval_calibrate(
             dataset = CropDataset(find_manifest(manifest))
         except (ManifestError, OSError) as error:
             _fail(f"{manifest}: {error}")
-        crops, references = [], []
-        for index in range(min(len(dataset), limit or len(dataset))):
-            try:
-                crop, latex = dataset[index]
-            except CropReadError as error:
-                _err.print(f"skipped: {error}", markup=False)
-                continue
-            crops.append(crop)
-            references.append(latex)
-        scores, right = [], []
         with _progress(f"read {manifest}") as progress:
-            task = progress.add_task("", total=len(crops))
-            for start in range(0, len(crops), 16):
-                hypotheses = recognizer.hypotheses(crops[start : start + 16])
-                for hypothesis, reference in zip(hypotheses, references[start : start + 16], strict=True):
-                    raw = RawScores.of(hypothesis)
-                    if raw is None:  # reported as 0 whatever the map
-                        unfinished += 1
-                        continue
-                    latex = detokenize(recognizer.vocab.decode(hypothesis.tokens))
-                    scores.append(raw)
-                    right.append(score_sample(latex, reference).exact)
-                progress.advance(task, len(hypotheses))
-        named = manifest if manifest.suffix != ".jsonl" else manifest.parent if manifest.stem == "manifest" else (
-            manifest.with_suffix(""))
-        sets[f"{named.parent.name}/{named.name}" if named.parent.name else named.name] = (scores, right)
+            task = progress.add_task("", total=len(dataset) if limit is None else min(limit, len(dataset)))
+            readings = read_set(recognizer, dataset, limit, advance=partial(progress.advance, task))
+        for line in readings.skipped:
+            _err.print(f"skipped: {line}", markup=False)
+        unfinished += readings.unfinished
+        sets[set_name(manifest)] = (readings.scores, readings.right)
     fitted_on = ", ".join(f"{name} ({len(scores)})" for name, (scores, _) in sets.items())
     try:
         report = calibration_report(sets, fitted_on)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,11 @@ def load_record(path: Path) -> ModelRecord:
 
 
 def save_record(record: ModelRecord, folder: Path) -> Path:
+    """Write `record.json` atomically: a crash mid-write leaves the old record, never half a new one."""
     path = Path(folder) / RECORD_NAME
-    path.write_text(record.model_dump_json(indent=2) + "\n")
+    partial = path.with_name(f".{RECORD_NAME}.tmp")
+    partial.write_text(record.model_dump_json(indent=2) + "\n")
+    os.replace(partial, path)
     return path
 
 
