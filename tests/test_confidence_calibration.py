@@ -150,3 +150,17 @@ def test_calibrate_command_says_why_it_cannot_fit(tiny_bundle, tmp_path):
     result = CliRunner().invoke(app, ["eval", "calibrate", "--data", str(crops), "--model", str(tiny_bundle),
                                       "--threads", "1"])
     assert result.exit_code == 1 and "both right and wrong" in result.stderr
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_unsure_readings_are_flagged_for_checking(tiny_bundle, tmp_path):
+    bundle = tmp_path / "recognizer"
+    shutil.copytree(tiny_bundle, bundle)
+    crop = _manifest(tmp_path / "drawn", 1, seed=8).parent / "images" / "0.png"
+    table = CliRunner().invoke(app, ["recognize", str(crop), "--model", str(bundle), "--threads", "1"])
+    assert table.exit_code == 0 and "check" not in table.stdout  # raw scores of the tiny model: 0.7-0.9
+    record = json.loads((bundle / "record.json").read_text())
+    record["decode"]["calibration"] = {"geomean": 1.0, "minimum": 1.0, "bias": -10.0}  # a map that doubts it all
+    (bundle / "record.json").write_text(json.dumps(record))
+    table = CliRunner().invoke(app, ["recognize", str(crop), "--model", str(bundle), "--threads", "1"])
+    assert table.exit_code == 0 and "check" in table.stdout

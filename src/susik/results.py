@@ -25,6 +25,11 @@ class Quad:
         return cls(tuple((float(x), float(y)) for x, y in raw))  # type: ignore[arg-type]
 
 
+# Readings below this confidence are flagged for checking (CLI, web page): the served confidence is calibrated, so
+# below even odds a reading is more likely wrong than right. The web page's app.js holds the same number.
+CHECK_BELOW = 0.5
+
+
 @dataclass(frozen=True)
 class Recognition:
     """One crop read by the recognizer."""

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from susik.models.registry import IntegrityError, ModelNotFoundError
+from susik.results import CHECK_BELOW
 from susik.runtime.image_io import ImageLoadError, load_image
 from susik.runtime.preprocess import CropError, check_crop
 
@@ -117,7 +118,9 @@ def recognize(
             elif "error" in result:
                 table.add_row(result["image"], f"error: {result['error']}", "", style="red")
             else:
-                table.add_row(result["image"], result["latex"], f"{result['confidence']:.3f}")
+                unsure = result["confidence"] < CHECK_BELOW  # calibrated: more likely wrong than right
+                table.add_row(result["image"], result["latex"], f"{result['confidence']:.3f}" + (" check" if unsure else ""),
+                              style="yellow" if unsure else None)
     if not json_lines:
         _out.print(table)
     if failed:

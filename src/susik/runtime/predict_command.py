@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from susik.models.registry import IntegrityError, ModelNotFoundError
 from susik.pipeline import Pipeline
-from susik.results import Page
+from susik.results import CHECK_BELOW, Page
 from susik.runtime.image_io import ImageLoadError, load_image
 
 _err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -85,7 +85,8 @@ def run_predict(
             emit(f"{path}: {len(page.regions)} formula(s), orientation {page.orientation}°, "
                  f"{page.timings_ms.get('total', 0.0):.0f} ms")
             for index, region in enumerate(page.regions):
-                emit(f"  [{index}] {region.kind:<11} {region.confidence:.2f}  {region.latex}")
+                check = "  <- check this" if region.confidence < CHECK_BELOW else ""
+                emit(f"  [{index}] {region.kind:<11} {region.confidence:.2f}  {region.latex}{check}")
         if overlay is not None:
             cv2.imwrite(str(overlay / f"{path.stem}.overlay.jpg"), draw_overlay(image, page),
                         [cv2.IMWRITE_JPEG_QUALITY, 90])

@@ -3,7 +3,8 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 // The served confidence is calibrated (the chance the reading is exactly right; see the model card): below
-// even odds a reading is more likely wrong than right, so the page asks the user to check it.
+// even odds a reading is more likely wrong than right, so the page asks the user to check it. Same number as
+// susik.results.CHECK_BELOW (the CLI's flag).
 const CHECK_BELOW = 0.5;
 const MAX_SIDE = 2048; // px; a 12 MP phone photo is shrunk before upload: formulas stay legible, bytes drop ~5x
 const view = {
