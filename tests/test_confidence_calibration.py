@@ -150,6 +150,11 @@ def test_calibrate_command_says_why_it_cannot_fit(tiny_bundle, tmp_path):
     result = CliRunner().invoke(app, ["eval", "calibrate", "--data", str(crops), "--model", str(tiny_bundle),
                                       "--threads", "1"])
     assert result.exit_code == 1 and "both right and wrong" in result.stderr
+    before = (tiny_bundle / "record.json").read_text()
+    allowed = CliRunner().invoke(app, ["eval", "calibrate", "--data", str(crops), "--model", str(tiny_bundle),
+                                       "--threads", "1", "--write", "--allow-unfit"])
+    assert allowed.exit_code == 0 and "record unchanged" in allowed.stderr
+    assert (tiny_bundle / "record.json").read_text() == before
 
 
 @pytest.mark.usefixtures("torch_one_thread")

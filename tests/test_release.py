@@ -233,6 +233,9 @@ def test_tiny_release_runs_once_skips_when_unchanged_and_reruns_only_downstream(
     assert len(composed) == 6 and {sample.kind for sample in composed} == {"handwritten"}
     for name in ("encoder.onnx", "decoder.onnx", "record.json"):
         assert (release / "models/recognizer" / name).is_file()
+    # the export stage calibrates the confidence; a tiny model reading nothing right leaves nothing to fit
+    assert "no calibration fitted, record unchanged" in (release / "repro.log").read_text()
+    assert json.loads((release / "models/recognizer/record.json").read_text())["decode"]["calibration"] is None
     val_crops = len(list(read_manifest(release / "data/crops/val/manifest.jsonl")))
     assert json.loads((release / "eval/recognizer/metrics.json").read_text())["n"] == val_crops > 0
     assert (release / "eval/detector/report.html").is_file()
