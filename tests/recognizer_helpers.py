@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,20 @@ def draw_crop(text: str, scale: float = 1.0, thickness: int = 2, margin: int = 1
 
 def random_text(rng: np.random.Generator, low: int = 1, high: int = 8) -> str:
     return "".join(rng.choice(ALPHABET, int(rng.integers(low, high + 1))))
+
+
+def write_crop_manifest(folder: Path, count: int, seed: int) -> Path:
+    """A crop manifest of `count` drawn formulas (images relative to the manifest's folder)."""
+    rng = np.random.default_rng(seed)
+    (folder / "images").mkdir(parents=True)
+    lines = []
+    for index in range(count):
+        text = random_text(rng, 1, 5)
+        cv2.imwrite(str(folder / "images" / f"{index}.png"), draw_crop(text))
+        lines.append(json.dumps({"image": f"images/{index}.png", "latex": text, "source": "drawn", "license": "CC0"}))
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
 
 
 def vocab() -> Vocabulary:

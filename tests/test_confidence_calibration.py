@@ -6,10 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from recognizer_helpers import draw_crop, random_text
+from recognizer_helpers import write_crop_manifest
 from typer.testing import CliRunner
 
 from susik.cli import app
@@ -103,23 +102,11 @@ def test_reported_confidence_is_raw_without_a_map_and_mapped_with_one():
     assert 0.5 < reported_confidence(certain, DecodeConfig(calibration=calibration)) < 1.0
 
 
-def _manifest(folder, count: int, seed: int):
-    rng = np.random.default_rng(seed)
-    (folder / "images").mkdir(parents=True)
-    lines = []
-    for index in range(count):
-        text = random_text(rng, 1, 5)
-        cv2.imwrite(str(folder / "images" / f"{index}.png"), draw_crop(text))
-        lines.append(json.dumps({"image": f"images/{index}.png", "latex": text, "source": "drawn", "license": "CC0"}))
-    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    return folder / "manifest.jsonl"
-
-
 @pytest.mark.usefixtures("torch_one_thread")
 def test_calibrate_command_writes_the_map_the_recognizer_then_reports(tiny_bundle, tmp_path):
     bundle = tmp_path / "recognizer"
     shutil.copytree(tiny_bundle, bundle)
-    crops = _manifest(tmp_path / "drawn", 1, seed=6)
+    crops = write_crop_manifest(tmp_path / "drawn", 1, seed=6)
     crop = tmp_path / "drawn" / "images" / "0.png"
     before = CliRunner().invoke(app, ["recognize", str(crop), "--json", "--model", str(bundle), "--threads", "1"])
     record = json.loads(before.stdout.splitlines()[0])
@@ -146,7 +133,7 @@ def test_calibrate_command_writes_the_map_the_recognizer_then_reports(tiny_bundl
 
 
 def test_calibrate_command_says_why_it_cannot_fit(tiny_bundle, tmp_path):
-    crops = _manifest(tmp_path / "drawn", 4, seed=7)  # a random tiny model reads none of them right
+    crops = write_crop_manifest(tmp_path / "drawn", 4, seed=7)  # a random tiny model reads none of them right
     result = CliRunner().invoke(app, ["eval", "calibrate", "--data", str(crops), "--model", str(tiny_bundle),
                                       "--threads", "1"])
     assert result.exit_code == 1 and "both right and wrong" in result.stderr
@@ -161,7 +148,7 @@ def test_calibrate_command_says_why_it_cannot_fit(tiny_bundle, tmp_path):
 def test_unsure_readings_are_flagged_for_checking(tiny_bundle, tmp_path):
     bundle = tmp_path / "recognizer"
     shutil.copytree(tiny_bundle, bundle)
-    crop = _manifest(tmp_path / "drawn", 1, seed=8).parent / "images" / "0.png"
+    crop = write_crop_manifest(tmp_path / "drawn", 1, seed=8).parent / "images" / "0.png"
     table = CliRunner().invoke(app, ["recognize", str(crop), "--model", str(bundle), "--threads", "1"])
     assert table.exit_code == 0 and "check" not in table.stdout  # raw scores of the tiny model: 0.7-0.9
     record = json.loads((bundle / "record.json").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from recognizer_helpers import draw_crop, random_text
+from recognizer_helpers import draw_crop, random_text, write_crop_manifest
 from typer.testing import CliRunner
 
 from susik.cli import app
@@ -19,20 +19,6 @@ runner = CliRunner()
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def _write_crops(folder: Path, count: int, seed: int) -> Path:
-    """A crop manifest of drawn formulas (images relative to the manifest's folder)."""
-    rng = np.random.default_rng(seed)
-    (folder / "images").mkdir(parents=True)
-    lines = []
-    for index in range(count):
-        text = random_text(rng, 1, 5)
-        cv2.imwrite(str(folder / "images" / f"{index}.png"), draw_crop(text))
-        lines.append(json.dumps({"image": f"images/{index}.png", "latex": text, "source": "drawn", "license": "CC0"}))
-    manifest = folder / "manifest.jsonl"
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest
 
 
 def _bad_images(folder: Path) -> dict[str, Path]:
@@ -131,8 +117,8 @@ def test_recognize_without_a_model_fails_with_one_clear_line(tmp_path):
 
 
 def test_train_export_recognize_round_trip(tmp_path):
-    train = _write_crops(tmp_path / "train", 24, seed=0)
-    val = _write_crops(tmp_path / "val", 6, seed=1)
+    train = write_crop_manifest(tmp_path / "train", 24, seed=0)
+    val = write_crop_manifest(tmp_path / "val", 6, seed=1)
     config = {
         "model": {"preprocess": {"height": 32, "max_width": 256, "width_multiple": 8}, "stem_channels": 8,
                   "channels": [16, 16], "blocks": [1, 1], "strides": [[2, 2], [2, 2]], "d_model": 32, "heads": 4,

@@ -76,14 +76,15 @@ def test_upload_see_regions_and_katex_then_correct_a_formula(server, browser, tm
     assert row.display_ms is not None and 0 < row.display_ms < 10_000
 
 
-def test_a_problem_number_read_with_a_formula_shows_beside_it(tmp_path, browser):
+def _read_a_page(tmp_path, browser, **fake) -> None:
+    """Upload a photo to a server whose fake pipelines are made with `fake`; wait for both formulas' KaTeX."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     settings = Settings(data_dir=tmp_path / "data")
     if find_katex(settings) is None:
         pytest.skip("KaTeX not installed: run scripts/setup.sh (npm ci)")
-    app = create_app(settings, pipeline_factory=lambda _: fake_pipelines(latex=r"(1)x^{2}=4"))
+    app = create_app(settings, pipeline_factory=lambda _: fake_pipelines(**fake))
     photo = tmp_path / "page.jpg"
     photo.write_bytes(sample_photo(800, 600))
     with serve_in_thread(app) as url:
@@ -91,29 +92,24 @@ def test_a_problem_number_read_with_a_formula_shows_beside_it(tmp_path, browser)
         browser.find_element(By.ID, "photo").send_keys(str(photo))
         WebDriverWait(browser, 10).until(
             lambda d: len(d.find_elements(By.CSS_SELECTOR, "#formulas .formula .katex-html")) == 2)
-        labels = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .problem-label")
-        assert [(node.text, node.is_displayed()) for node in labels] == [("(1)", True)] * 2
-        sources = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .source")
-        assert [node.get_property("value") for node in sources] == ["x^{2}=4"] * 2
+
+
+def test_a_problem_number_read_with_a_formula_shows_beside_it(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+
+    _read_a_page(tmp_path, browser, latex=r"(1)x^{2}=4")
+    labels = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .problem-label")
+    assert [(node.text, node.is_displayed()) for node in labels] == [("(1)", True)] * 2
+    sources = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .source")
+    assert [node.get_property("value") for node in sources] == ["x^{2}=4"] * 2
 
 
 def test_an_unsure_reading_asks_to_be_checked(tmp_path, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    settings = Settings(data_dir=tmp_path / "data")
-    if find_katex(settings) is None:
-        pytest.skip("KaTeX not installed: run scripts/setup.sh (npm ci)")
-    app = create_app(settings, pipeline_factory=lambda _: fake_pipelines(confidences=(0.93, 0.31)))
-    photo = tmp_path / "page.jpg"
-    photo.write_bytes(sample_photo(800, 600))
-    with serve_in_thread(app) as url:
-        browser.get(url)
-        browser.find_element(By.ID, "photo").send_keys(str(photo))
-        WebDriverWait(browser, 10).until(
-            lambda d: len(d.find_elements(By.CSS_SELECTOR, "#formulas .formula .katex-html")) == 2)
-        checks = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .check")
-        assert [(node.is_displayed(), node.text) for node in checks] == [
-            (False, ""), (True, "check this: 31% likely right")]
-        outlines = browser.find_elements(By.CSS_SELECTOR, "#overlay polygon.region")
-        assert ["unsure" in node.get_dom_attribute("class") for node in outlines] == [False, True]
+    _read_a_page(tmp_path, browser, confidences=(0.93, 0.31))
+    checks = browser.find_elements(By.CSS_SELECTOR, "#formulas .formula .check")
+    assert [(node.is_displayed(), node.text) for node in checks] == [
+        (False, ""), (True, "check this: 31% likely right")]
+    outlines = browser.find_elements(By.CSS_SELECTOR, "#overlay polygon.region")
+    assert ["unsure" in node.get_dom_attribute("class") for node in outlines] == [False, True]
