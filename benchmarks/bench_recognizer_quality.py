@@ -97,9 +97,10 @@ def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None,
     return images, references, names, unreadable
 
 
-def _predict(recognizer, images: list, batch: int) -> tuple[list[str], list[float], float]:
-    """Predicted LaTeX and confidence per image ('', 0 where unreadable) and the seconds spent in the recognizer."""
-    predictions, confidences = [""] * len(images), [0.0] * len(images)
+def _predict(recognizer, images: list, batch: int) -> tuple[list[str], list[float], list[float], float]:
+    """Predicted LaTeX, confidence and raw (uncalibrated) confidence per image ('', 0, 0 where unreadable) and the
+    seconds spent in the recognizer."""
+    predictions, confidences, raw = [""] * len(images), [0.0] * len(images), [0.0] * len(images)
     readable = [i for i, image in enumerate(images) if image is not None]
     seconds = 0.0
     for start in range(0, len(readable), batch):
@@ -108,8 +109,8 @@ def _predict(recognizer, images: list, batch: int) -> tuple[list[str], list[floa
         results = recognizer([images[i] for i in chunk])
         seconds += time.perf_counter() - began
         for i, result in zip(chunk, results, strict=True):
-            predictions[i], confidences[i] = result.latex, result.confidence
-    return predictions, confidences, seconds
+            predictions[i], confidences[i], raw[i] = result.latex, result.confidence, result.look_score
+    return predictions, confidences, raw, seconds
 
 
 def _read_predictions(path: Path) -> dict[str, str]:
@@ -200,17 +201,18 @@ def main(
             continue
         images, references, names, unreadable = _load(CropDataset(manifest), limit, chosen_set.prepare,
                                                       chosen_set.kind)
-        seconds, quality = None, None
+        seconds, quality, raw_quality = None, None, None
         if name in given:
             table_of = _read_predictions(given[name])
             outputs = [table_of.get(image, "") for image in names]
             unreadable += sum(image not in table_of for image in names)
         else:
-            outputs, confidences, seconds = _predict(recognizer, images, batch)
+            outputs, confidences, raw, seconds = _predict(recognizer, images, batch)
         scores: list[SampleScore] = [score_sample(p, r) for p, r in zip(outputs, references, strict=True)]
         metrics: RecognitionMetrics = aggregate(scores)
         if seconds is not None:
             quality = confidence_quality(confidences, [score.exact for score in scores])
+            raw_quality = confidence_quality(raw, [score.exact for score in scores])  # before the record's map
         baseline = _most_frequent_baseline(references)
         decoded = sum(image is not None for image in images)
         ms = 1000 * seconds / decoded if seconds is not None and decoded else None
@@ -223,6 +225,7 @@ def main(
                       "-" if ms is None else f"{ms:.1f}")
         report["sets"][name] = {**asdict(metrics), "most_frequent_baseline": baseline, "unreadable": unreadable,
                                 "confidence": None if quality is None else asdict(quality),
+                                "raw_confidence": None if raw_quality is None else asdict(raw_quality),
                                 "ms_per_crop": ms, "manifest": str(manifest)}
     report["peak_rss_mib"] = round(_peak_rss_mib(), 1)
     console.print(table)
