@@ -5,6 +5,7 @@ from susik.eval.confidence import (
     error_ranking_auroc,
     exact_at_coverage,
     expected_calibration_error,
+    reliability_bins,
 )
 
 
@@ -50,3 +51,15 @@ def test_quality_bundles_the_figures_and_rejects_mismatched_input():
         confidence_quality([0.9], [True, False])
     with pytest.raises(ValueError):
         confidence_quality([], [])
+
+
+def test_reliability_bins_hold_each_bins_mean_confidence_and_hit_rate():
+    confidences = [0.05, 0.15, 0.12, 0.95, 1.0, 0.91]
+    right = [False, True, False, True, True, False]
+    bins = reliability_bins(confidences, right, bins=10)
+    assert [b.n for b in bins] == [1, 2, 0, 0, 0, 0, 0, 0, 0, 3]
+    assert bins[1].mean_confidence == pytest.approx(0.135) and bins[1].exact_rate == 0.5
+    assert bins[2].mean_confidence is None and bins[2].exact_rate is None
+    assert bins[9].exact_rate == pytest.approx(2 / 3) and (bins[9].low, bins[9].high) == (0.9, 1.0)
+    gaps = (1 * 0.05 + 2 * abs(0.135 - 0.5) + 3 * abs((0.95 + 1.0 + 0.91) / 3 - 2 / 3)) / 6
+    assert expected_calibration_error(confidences, right) == pytest.approx(gaps)

@@ -38,6 +38,10 @@ def test_recognize_metrics_files_and_slices(tmp_path):
     # every reading 0.5 sure: no ranking (ties), calibration off by |0.5 - 0.4|
     assert metrics["confidence"]["auroc"] == 0.5 and metrics["confidence"]["ece"] == pytest.approx(0.1)
     assert metrics["confidence"]["exact_at_coverage"]["80%"] == pytest.approx(0.5)  # the first four, in order
+    bins = metrics["confidence"]["reliability"]  # all five in the 0.5-0.6 bin: said 0.5, 40% right
+    assert [b["n"] for b in bins] == [0] * 5 + [5] + [0] * 4
+    assert bins[5]["mean_confidence"] == 0.5 and bins[5]["exact_rate"] == pytest.approx(0.4)
+    assert (tmp_path / "out" / "plots" / "reliability.png").stat().st_size > 1000
     lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     assert lines[1] == {"image": "c1.png", "latex": "a^{3}", "confidence": 0.5}
     assert [item.correct for item in evaluation.scored] == [True, False, True, False, False]

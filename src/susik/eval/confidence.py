@@ -16,11 +16,21 @@ COVERAGES = (0.5, 0.8, 0.9)
 
 
 @dataclass(frozen=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    n: int
+    mean_confidence: float | None  # None: an empty bin
+    exact_rate: float | None
+
+
+@dataclass(frozen=True)
 class ConfidenceQuality:
     n: int
     auroc: float | None  # P(a right reading is surer than a wrong one), ties half; None: all right or all wrong
     ece: float  # sum over equal-width confidence bins of (bin share) * |mean confidence - exact-match rate|
     exact_at_coverage: dict[str, float]  # "80%": exact-match rate of the surest 80% of readings
+    reliability: list[ReliabilityBin]  # the ECE's bins
 
 
 def error_ranking_auroc(confidences: Sequence[float], right: Sequence[bool]) -> float | None:
@@ -37,16 +47,25 @@ def error_ranking_auroc(confidences: Sequence[float], right: Sequence[bool]) -> 
     return float((ranks[good].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def expected_calibration_error(confidences: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+def reliability_bins(confidences: Sequence[float], right: Sequence[bool], bins: int = 10) -> list[ReliabilityBin]:
+    """Equal-width confidence bins, each with its readings' mean confidence and exact-match rate: a calibrated
+    confidence has the two equal in every bin (the reliability diagram)."""
     scores = np.clip(np.asarray(confidences, dtype=np.float64), 0.0, 1.0)
     good = np.asarray(right, dtype=np.float64)
     which = np.minimum((scores * bins).astype(int), bins - 1)  # a confidence of 1.0 falls in the top bin
-    error = 0.0
+    table = []
     for b in range(bins):
         members = which == b
-        if members.any():
-            error += members.mean() * abs(scores[members].mean() - good[members].mean())
-    return float(error)
+        n = int(members.sum())
+        table.append(ReliabilityBin(b / bins, (b + 1) / bins, n, float(scores[members].mean()) if n else None,
+                                    float(good[members].mean()) if n else None))
+    return table
+
+
+def expected_calibration_error(confidences: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+    total = len(confidences)
+    return float(sum(b.n / total * abs(b.mean_confidence - b.exact_rate)  # type: ignore[operator]
+                     for b in reliability_bins(confidences, right, bins) if b.n))
 
 
 def exact_at_coverage(confidences: Sequence[float], right: Sequence[bool], coverage: float) -> float:
@@ -68,6 +87,7 @@ def confidence_quality(confidences: Sequence[float], right: Sequence[bool], bins
         auroc=error_ranking_auroc(confidences, right),
         ece=expected_calibration_error(confidences, right, bins),
         exact_at_coverage={f"{round(100 * c)}%": exact_at_coverage(confidences, right, c) for c in coverages},
+        reliability=reliability_bins(confidences, right, bins),
     )
 
 

@@ -240,7 +240,8 @@ def block(task: Task, items: Sequence[Scored], rng: np.random.Generator, resampl
         if all(isinstance(value, int | float) for value in confidences):  # predictions files may lack them
             quality = confidence_quality(confidences, [item.correct for item in items])  # type: ignore[arg-type]
             metrics["confidence"] = {**_rounded(asdict(quality)),
-                                     "exact_at_coverage": _rounded(quality.exact_at_coverage)}
+                                     "exact_at_coverage": _rounded(quality.exact_at_coverage),
+                                     "reliability": [_rounded(asdict(b)) for b in quality.reliability]}
         return metrics
     return _detection_block(items, weights, iou)
 

@@ -23,7 +23,7 @@ from susik.data.manifest import PageSample
 from susik.eval.detection import PageScore
 from susik.eval.evaluate import DETECT_KEYS, RECOGNIZE_KEYS, Evaluation, Scored
 from susik.eval.metrics import SampleScore
-from susik.eval.plots import slice_plot
+from susik.eval.plots import reliability_plot, slice_plot
 from susik.latex import normalize
 from susik.results import Quad
 
@@ -226,6 +226,11 @@ def _plots(evaluation: Evaluation, out: Path) -> list[str]:
         if field in slices:
             path = slice_plot(slices[field], metric, label, out / "plots" / f"{metric}_by_{field}.png", title)
             names.append(f"plots/{path.name}")
+    confidence = evaluation.metrics.get("confidence")
+    if confidence and confidence.get("reliability"):
+        path = reliability_plot(confidence["reliability"], out / "plots" / "reliability.png",
+                                f"reliability (ECE {confidence['ece']:.3f})")
+        names.append(f"plots/{path.name}")
     return names
 
 
