@@ -113,3 +113,4 @@ def test_an_unsure_reading_asks_to_be_checked(tmp_path, browser):
         (False, ""), (True, "check this: 31% likely right")]
     outlines = browser.find_elements(By.CSS_SELECTOR, "#overlay polygon.region")
     assert ["unsure" in node.get_dom_attribute("class") for node in outlines] == [False, True]
+    assert "2 formulas · 1 to check · " in browser.find_element(By.ID, "status").text

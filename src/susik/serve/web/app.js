@@ -98,7 +98,9 @@ async function recognize(file) {
   current = { requestId: body.request_id, displayMs: Math.round(performance.now() - captured) };
   document.body.dataset.displayMs = current.displayMs;
   const count = body.regions.length;
-  say(`${count} formula${count === 1 ? "" : "s"} · ${current.displayMs} ms from photo to screen · ${body.source === "device" ? "read on this device" : `read by the server · request ${body.request_id}`}`);
+  const unsure = body.regions.filter((region) => region.confidence < CHECK_BELOW).length;
+  const toCheck = unsure ? ` · ${unsure} to check` : "";
+  say(`${count} formula${count === 1 ? "" : "s"}${toCheck} · ${current.displayMs} ms from photo to screen · ${body.source === "device" ? "read on this device" : `read by the server · request ${body.request_id}`}`);
 }
 
 function outline(region, index) {
