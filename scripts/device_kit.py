@@ -190,7 +190,7 @@ def main() -> None:
     elif args.command == "join":
         print(f"  {args.out}: {join_manifests(args.manifests, args.out)} crops")
     elif args.command == "half":
-        half_precision_weights(args.checkpoint, args.target)
+        half_precision_weights(starting_checkpoint(args.checkpoint, None), args.target)
     else:
         for name, count in unpack_crops(args.kit, args.out).items():
             print(f"  {name}: {count} crops")

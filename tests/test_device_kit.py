@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -76,6 +78,17 @@ def test_weights_travel_in_half_precision_and_nothing_else(kit, tmp_path: Path):
     halved = torch.load(tmp_path / "kit" / "init.pt", weights_only=False)
     assert "optimizer" not in halved and halved["step"] == 7 and halved["vocab"] == ["a"]
     assert halved["model"]["w"].dtype == torch.float16 and halved["model"]["steps"].dtype == torch.int64
+
+
+def test_the_half_command_brings_a_trained_checkpoint_back_in_half_precision(tmp_path: Path):
+    # what device_train.sh runs on the device after training: a checkpoint path in, float16 weights out
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": {"w": torch.randn(2, 2)}, "optimizer": {"big": torch.ones(4)}, "step": 3}, checkpoint)
+    script = Path(__file__).parents[1] / "scripts" / "device_kit.py"
+    subprocess.run([sys.executable, str(script), "half", str(checkpoint), str(tmp_path / "out" / "best_fp16.pt")],
+                   check=True, capture_output=True, timeout=120)
+    halved = torch.load(tmp_path / "out" / "best_fp16.pt", weights_only=False)
+    assert halved["model"]["w"].dtype == torch.float16 and halved["step"] == 3 and "optimizer" not in halved
 
 
 def test_a_bundle_folder_as_init_is_rebuilt_into_weights_the_trainer_loads(kit, tmp_path: Path):
