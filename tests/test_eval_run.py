@@ -94,6 +94,8 @@ def test_detect_end_to_end_hand_computed(tmp_path):
     assert metrics["baselines"]["empty"]["recall"] == 0.0 and metrics["baselines"]["empty"]["f1"] == 0.0
     assert metrics["slices"]["condition"]["clean"]["recall"] == 0.0
     assert metrics["recognition_on_matched"]["exp_rate"] == pytest.approx(0.5)
+    # every region said 0.9; one of the three predictions is a formula read exactly (a spurious one counts wrong)
+    assert metrics["confidence"]["n"] == 3 and metrics["confidence"]["ece"] == pytest.approx(0.9 - 1 / 3, abs=1e-6)
     line = json.loads((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()[0])
     assert line["image"] == "p0.png" and len(line["regions"]) == 3 and "quad" in line["regions"][0]
     assert not evaluation.scored[0].correct

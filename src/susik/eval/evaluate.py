@@ -228,7 +228,29 @@ def _detection_block(items: Sequence[Scored], weights: np.ndarray, iou: float) -
     ]
     if pairs:
         metrics["recognition_on_matched"] = _rounded(asdict(aggregate(pairs)))
+    regions = _region_outcomes(items)
+    if regions and all(isinstance(confidence, int | float) for confidence, _ in regions):
+        metrics["confidence"] = _confidence_block([c for c, _ in regions], [right for _, right in regions])
     return _rounded(metrics)
+
+
+def _region_outcomes(items: Sequence[Scored]) -> list[tuple[Any, bool]]:
+    """Every predicted region's confidence and whether it is a true formula read exactly (a spurious one is wrong)."""
+    outcomes = []
+    for item in items:
+        truth_of = {i: j for j, i in enumerate(item.score.match_of_truth) if i is not None}  # type: ignore[union-attr]
+        for i, region in enumerate(item.prediction.get("regions", [])):
+            j = truth_of.get(i)
+            right = j is not None and score_sample(region.get("latex", ""),
+                                                   item.sample.regions[j].latex).exact  # type: ignore[union-attr]
+            outcomes.append((region.get("confidence"), right))
+    return outcomes
+
+
+def _confidence_block(confidences: Sequence[float], right: Sequence[bool]) -> dict[str, Any]:
+    quality = confidence_quality(confidences, right)
+    return {**_rounded(asdict(quality)), "exact_at_coverage": _rounded(quality.exact_at_coverage),
+            "reliability": [_rounded(asdict(b)) for b in quality.reliability]}
 
 
 def block(task: Task, items: Sequence[Scored], rng: np.random.Generator, resamples: int, iou: float = 0.5) -> dict:
@@ -238,10 +260,7 @@ def block(task: Task, items: Sequence[Scored], rng: np.random.Generator, resampl
         metrics = _recognition_block([item.score for item in items], weights)  # type: ignore[arg-type]
         confidences = [item.prediction.get("confidence") for item in items]
         if all(isinstance(value, int | float) for value in confidences):  # predictions files may lack them
-            quality = confidence_quality(confidences, [item.correct for item in items])  # type: ignore[arg-type]
-            metrics["confidence"] = {**_rounded(asdict(quality)),
-                                     "exact_at_coverage": _rounded(quality.exact_at_coverage),
-                                     "reliability": [_rounded(asdict(b)) for b in quality.reliability]}
+            metrics["confidence"] = _confidence_block(confidences, [item.correct for item in items])  # type: ignore[arg-type]
         return metrics
     return _detection_block(items, weights, iou)
 
