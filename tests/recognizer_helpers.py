@@ -27,15 +27,18 @@ def random_text(rng: np.random.Generator, low: int = 1, high: int = 8) -> str:
     return "".join(rng.choice(ALPHABET, int(rng.integers(low, high + 1))))
 
 
-def write_crop_manifest(folder: Path, count: int, seed: int) -> Path:
-    """A crop manifest of `count` drawn formulas (images relative to the manifest's folder)."""
+def write_crop_manifest(folder: Path, count: int, seed: int, longest: int = 5, with_kinds: bool = False) -> Path:
+    """A crop manifest of `count` drawn formulas of 1 to `longest` characters (images relative to the manifest's
+    folder); `with_kinds`: odd-numbered ones printed, even-numbered ones handwritten."""
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True)
     lines = []
     for index in range(count):
-        text = random_text(rng, 1, 5)
+        text = random_text(rng, 1, longest)
         cv2.imwrite(str(folder / "images" / f"{index}.png"), draw_crop(text))
-        lines.append(json.dumps({"image": f"images/{index}.png", "latex": text, "source": "drawn", "license": "CC0"}))
+        kind = {"kind": "printed" if index % 2 else "handwritten"} if with_kinds else {}
+        lines.append(json.dumps({"image": f"images/{index}.png", "latex": text, **kind, "source": "drawn",
+                                 "license": "CC0"}))
     manifest = folder / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
     return manifest

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -16,24 +13,10 @@ from typer.testing import CliRunner
 from susik.cli import app
 
 pytest.importorskip("torch")
-from recognizer_helpers import draw_crop, random_text  # after the skip: it imports torch
+from recognizer_helpers import write_crop_manifest  # after the skip: it imports torch
 
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def _crops(folder: Path, count: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    (folder / "images").mkdir(parents=True)
-    lines = []
-    for index in range(count):
-        text = random_text(rng, 1, 4)
-        cv2.imwrite(str(folder / "images" / f"{index}.png"), draw_crop(text))
-        kind = "printed" if index % 2 else "handwritten"
-        lines.append(json.dumps({"image": f"images/{index}.png", "latex": text, "kind": kind,
-                                 "source": "drawn", "license": "CC0"}))
-    (folder / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    return folder / "manifest.jsonl"
 
 
 def _ok(args: list[str]) -> str:
@@ -44,7 +27,8 @@ def _ok(args: list[str]) -> str:
 
 @pytest.mark.slow  # trains and exports with torch, evaluates twice: ~30 s on a loaded 2-core machine
 def test_train_eval_report_compare_gate(tmp_path, tiny_bundle):
-    train, val = _crops(tmp_path / "train", 24, seed=0), _crops(tmp_path / "val", 6, seed=1)
+    train = write_crop_manifest(tmp_path / "train", 24, seed=0, longest=4, with_kinds=True)
+    val = write_crop_manifest(tmp_path / "val", 6, seed=1, longest=4, with_kinds=True)
     config = {
         "model": {"preprocess": {"height": 32, "max_width": 256, "width_multiple": 8}, "stem_channels": 8,
                   "channels": [16, 16], "blocks": [1, 1], "strides": [[2, 2], [2, 2]], "d_model": 32,

@@ -220,31 +220,25 @@ def _detection_block(items: Sequence[Scored], weights: np.ndarray, iou: float) -
         "whole_page": {"latex": frequent, **_rounded(_core(
             asdict(aggregate_pages([_whole_page_score(item, frequent, iou) for item in items])), DETECT_KEYS))},
     }
-    pairs = [
-        score_sample(item.prediction["regions"][j_pred].get("latex", ""), region.latex)
-        for item in items
-        for region, j_pred in zip(item.sample.regions, item.score.match_of_truth)  # type: ignore[union-attr]
-        if j_pred is not None
-    ]
+    matched = [_matched_readings(item) for item in items]
+    pairs = [score for readings in matched for score in readings.values()]
     if pairs:
         metrics["recognition_on_matched"] = _rounded(asdict(aggregate(pairs)))
-    regions = _region_outcomes(items)
+    # every predicted region's confidence against whether it is a true formula read exactly (a spurious one is wrong)
+    regions = [(region.get("confidence"), i in readings and readings[i].exact)
+               for item, readings in zip(items, matched) for i, region in enumerate(item.prediction.get("regions", []))]
     if regions and all(isinstance(confidence, int | float) for confidence, _ in regions):
         metrics["confidence"] = _confidence_block([c for c, _ in regions], [right for _, right in regions])
     return _rounded(metrics)
 
 
-def _region_outcomes(items: Sequence[Scored]) -> list[tuple[Any, bool]]:
-    """Every predicted region's confidence and whether it is a true formula read exactly (a spurious one is wrong)."""
-    outcomes = []
-    for item in items:
-        truth_of = {i: j for j, i in enumerate(item.score.match_of_truth) if i is not None}  # type: ignore[union-attr]
-        for i, region in enumerate(item.prediction.get("regions", [])):
-            j = truth_of.get(i)
-            right = j is not None and score_sample(region.get("latex", ""),
-                                                   item.sample.regions[j].latex).exact  # type: ignore[union-attr]
-            outcomes.append((region.get("confidence"), right))
-    return outcomes
+def _matched_readings(item: Scored) -> dict[int, SampleScore]:
+    """Each predicted region matched to a true one (by its index among the predictions): its reading's score."""
+    return {
+        j_pred: score_sample(item.prediction["regions"][j_pred].get("latex", ""), region.latex)
+        for region, j_pred in zip(item.sample.regions, item.score.match_of_truth)  # type: ignore[union-attr]
+        if j_pred is not None
+    }
 
 
 def _confidence_block(confidences: Sequence[float], right: Sequence[bool]) -> dict[str, Any]:
