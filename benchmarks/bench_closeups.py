@@ -11,7 +11,8 @@ as on a whole-page photo. Four checks:
 - photographed: windows of 30-50% of the width enlarged to 1600 px wide, as a phone photo of that part of the
   sheet fills the frame (2-3.5x as large as the whole page at the detector's input); the same figures;
 - filling the frame: one formula cut with a little paper around it and enlarged to 1800 px wide, as a photo of
-  that formula alone: the share where exactly one region spans 75% of the width, printed and handwritten.
+  that formula alone: the share where exactly one region is found and matches it (IoU 0.5), and the share read
+  exactly end to end (and as a crop, for comparison), printed and handwritten.
 
     .venv/bin/python benchmarks/bench_closeups.py
     .venv/bin/python benchmarks/bench_closeups.py --detector runs/x/export/detector --limit 100
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -31,8 +33,12 @@ import numpy as np
 import typer
 
 from susik.eval.detect_match import match_regions
+from susik.eval.metrics import score_sample
+from susik.pipeline import Pipeline
 from susik.runtime.detector import DetectParams, OnnxDetector
 from susik.runtime.image_io import load_image
+from susik.runtime.orient import DeskewOrienter
+from susik.runtime.recognizer import OnnxRecognizer
 
 FONT_DIR = Path("/usr/share/fonts/truetype/nanum")
 FONTS = ("NanumGothic.ttf", "NanumMyeongjo.ttf", "NanumBarunGothic.ttf", "NanumSquareR.ttf")
@@ -125,13 +131,11 @@ def closeups(model: OnnxDetector, pages: Path, limit: int | None, seed: int, wid
             "extra_regions": extra}
 
 
-def filling_the_frame(model: OnnxDetector, pages: Path, limit: int | None, seed: int) -> dict:
-    """One formula of each page cut with a margin of 30% of its height around its box and enlarged to 1800 px wide,
-    as a phone photo of that formula alone: the share where exactly one region spans 75% of its width, per kind."""
+def frame_photos(pages: Path, limit: int | None, seed: int) -> Iterator[tuple[np.ndarray, dict, np.ndarray]]:
+    """(photo, region, the region's polygon in the photo's pixels): one formula of each page cut with a margin of
+    30% of its box's height around its box and enlarged to 1800 px wide, as a phone photo of that formula alone."""
     rng = np.random.default_rng(seed)
-    records = read_records(pages, limit)
-    tally: dict[str, list[int]] = {}
-    for record in records:
+    for record in read_records(pages, limit):
         if not record["regions"]:
             continue
         image = load_image(pages.parent / record["image"])
@@ -143,12 +147,38 @@ def filling_the_frame(model: OnnxDetector, pages: Path, limit: int | None, seed:
         x1, y1 = int(min(image.shape[1], x1 + margin)), int(min(image.shape[0], y1 + margin))
         zoom = 1800 / max(1, x1 - x0)
         photo = cv2.resize(image[y0:y1, x0:x1], None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-        found = model([photo])[0].detections
-        spans = len(found) == 1 and np.ptp(np.asarray(found[0].quad.points)[:, 0]) >= 0.75 * photo.shape[1]
-        counts = tally.setdefault(region["kind"], [0, 0])
-        counts[0] += 1
-        counts[1] += bool(spans)
-    return {kind: {"photos": n, "one_covering_region": round(hits / n, 4)} for kind, (n, hits) in sorted(tally.items())}
+        yield photo, region, (np.asarray(region["polygon"] or region["quad"], float) - (x0, y0)) * zoom
+
+
+def filling_the_frame(model: OnnxDetector, pages: Path, limit: int | None, seed: int,
+                      recognizer: OnnxRecognizer | None) -> dict:
+    """Photos of one formula alone (`frame_photos`), per kind: the share where exactly one region is found and it
+    matches the formula (IoU 0.5, as on whole pages; a formula of a turned page stands upright or sideways) and,
+    with a recognizer, the share read exactly end to end (that one region's reading), beside the share the crop
+    mode reads exactly (the whole photo as one crop, what a user gets by choosing it)."""
+    pipeline = Pipeline(model, recognizer, DeskewOrienter()) if recognizer is not None else None
+    crops = Pipeline.for_crops(recognizer) if recognizer is not None else None
+    tally: dict[str, dict[str, int]] = {}
+    for photo, region, polygon in frame_photos(pages, limit, seed):
+        counts = tally.setdefault(region["kind"], {"photos": 0, "found": 0, "read": 0, "read_as_crop": 0})
+        counts["photos"] += 1
+        if pipeline is None:
+            found = [d.polygon for d in model([photo])[0].detections]
+            counts["found"] += len(found) == 1 and bool(match_regions(found, [polygon]))
+            continue
+        regions = pipeline([photo])[0].regions
+        one = len(regions) == 1 and bool(match_regions([regions[0].polygon], [polygon]))
+        counts["found"] += one
+        counts["read"] += one and score_sample(regions[0].latex, region["latex"]).exact
+        counts["read_as_crop"] += score_sample(crops([photo])[0].regions[0].latex, region["latex"]).exact
+    report = {}
+    for kind, counts in sorted(tally.items()):
+        n = counts.pop("photos")
+        report[kind] = {"photos": n, "one_matching_region": round(counts["found"] / n, 4)}
+        if recognizer is not None:
+            report[kind] |= {"read_exactly": round(counts["read"] / n, 4),
+                             "read_exactly_as_crop": round(counts["read_as_crop"] / n, 4)}
+    return report
 
 
 def main(
@@ -159,6 +189,8 @@ def main(
     seed: Annotated[int, typer.Option(help="draws the text, windows and fonts' order")] = 0,
     param: Annotated[list[str] | None, typer.Option(help="override a detector param: NAME=VALUE (repeatable)")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the figures to this JSON file")] = None,
+    read_with: Annotated[str, typer.Option(help="recognizer (name, folder or record) that reads the photos of one "
+                                           "formula end to end; '' to time the detector alone")] = "recognizer",
 ) -> None:
     model = OnnxDetector.load(detector, threads=threads)
     if param:
@@ -172,7 +204,8 @@ def main(
         print(json.dumps({"closeups": report["closeups"]}))
         report["photographed"] = closeups(model, pages, limit, seed, widths=(0.3, 0.5), photo_width=1600)
         print(json.dumps({"photographed": report["photographed"]}))
-        report["filling_the_frame"] = filling_the_frame(model, pages, limit, seed)
+        recognizer = OnnxRecognizer.load(read_with, threads=threads) if read_with else None
+        report["filling_the_frame"] = filling_the_frame(model, pages, limit, seed, recognizer)
         print(json.dumps({"filling_the_frame": report["filling_the_frame"]}))
     else:
         print(f"no page manifest at {pages}: close-ups skipped (see bench_pipeline.py for how to make it)")

@@ -47,6 +47,43 @@ def test_letter_height_is_zero_without_enough_letters():
     assert letter_height(strokes) == 0.0
 
 
+def short_formula(letter_scale: float, width: int = 1600, height: int = 500) -> np.ndarray:
+    """`2<x`, three glyphs (Hershey font) in the middle of the frame: a photo of one short formula."""
+    paper = np.full((height, width, 3), 215, np.uint8)
+    cv2.putText(paper, "2<x", (width // 3, height // 2 + int(11 * letter_scale)), cv2.FONT_HERSHEY_SIMPLEX,
+                letter_scale, (40, 40, 40), max(1, round(2 * letter_scale)), cv2.LINE_AA)
+    return paper
+
+
+def test_a_few_letters_count_only_when_they_are_over_the_bar():
+    large, small = short_formula(5.0), short_formula(1.0)
+    assert letter_height(large) == 0.0 and letter_height(small) == 0.0  # fewer than six: unknown, as before
+    tall = letter_height(large, few_above=40)
+    assert 80 <= tall <= 140
+    assert letter_height(small, few_above=40) == 0.0
+
+
+def test_one_short_formula_filling_the_frame_is_a_close_up_when_the_rule_is_on():
+    image = short_formula(5.0)
+    plain, plain_scale = preprocess(image, 1024, 56)
+    off = DetectParams(long_side=1024, min_short_side=56, closeup_letters_above=24, closeup_letters_to=12,
+                       closeup_min_long_side=128)
+    assert page_input(image, off)[1] == plain_scale
+    on = off.model_copy(update={"closeup_few_letters_above": 48.0})
+    tensor, scale = page_input(image, on)
+    assert scale < plain_scale and max(tensor.shape[2:]) < max(plain.shape[2:])
+    shrunk, _ = fit_input(image, round(max(image.shape[:2]) * scale))
+    assert 8 <= letter_height(shrunk, few_above=0) <= 18
+    small = short_formula(1.0)  # its letters are a page's: detected as they are
+    assert page_input(small, on)[1] == preprocess(small, 1024, 56)[1]
+
+
+def test_the_few_letters_bar_is_not_below_the_close_up_bar():
+    with pytest.raises(ValueError, match="closeup_few_letters_above"):
+        DetectParams(closeup_letters_above=26, closeup_few_letters_above=20)
+    assert DetectParams(closeup_letters_above=26, closeup_few_letters_above=0).closeup_few_letters_above == 0
+
+
 def test_close_up_is_shrunk_until_its_letters_are_the_target_size():
     params = DetectParams(long_side=1024, min_short_side=56, closeup_letters_above=24, closeup_letters_to=12)
     image = text_image(2.2, 1600, 1200)
@@ -126,5 +163,5 @@ def test_no_second_pass_without_regions_or_for_a_close_up():
     params = DetectParams(long_side=1024, min_short_side=56, closeup_letters_above=30, confirm_letters_above=10)
     assert detector.confirm_input(image, bgr, 20.0, params, regions=0) is None
     assert detector.confirm_input(image, bgr, 31.0, params, regions=3) is None  # a close-up: shrunk already
-    small, scale = detector.confirm_input(image, bgr, 20.0, params, regions=3)
+    small, _scale = detector.confirm_input(image, bgr, 20.0, params, regions=3)
     assert max(small.shape[:2]) == detector.shrunk_long_side(1024, 20.0, params.confirm_letters_to, 320)

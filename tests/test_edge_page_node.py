@@ -34,7 +34,7 @@ const run = {
     const r = page.pageInput(image(c), c.params);
     return { tensor: encode(r.tensor), shape: [r.height, r.width], scale: r.scale };
   },
-  letters: (c) => page.letterHeight(image(c)),
+  letters: (c) => page.letterHeight(image(c), c.few_above ?? Infinity),
   quad_iou: (c) => page.quadIou(c.a, c.b),
   confirm_input: (c) => {
     const first = page.pageInput(image(c), c.params);
@@ -106,24 +106,27 @@ def test_small_photos_are_enlarged_as_the_server_does(node):
 
 def test_close_ups_are_shrunk_as_the_server_does(node):
     """detector.letter_height and page_input: text at several sizes (a close-up among them), noise, a blank page."""
-    from test_detector_closeup import text_image
+    from test_detector_closeup import short_formula, text_image
 
     rng = np.random.default_rng(5)
     images = [text_image(scale, 700, 500, seed) for seed, scale in enumerate((0.5, 0.9, 1.6, 2.4))]
     images += [cv2.GaussianBlur(rng.integers(0, 256, (230, 310, 3), dtype=np.uint8), (3, 3), 0),
-               np.full((120, 90, 3), 200, np.uint8)]
+               np.full((120, 90, 3), 200, np.uint8), short_formula(4.0, 900, 300)]
     params = detector.DetectParams(long_side=640, min_short_side=56, closeup_letters_above=20, closeup_letters_to=11,
-                                   closeup_min_long_side=128)
+                                   closeup_min_long_side=128, closeup_few_letters_above=40)
     letters = node([rgba_case("letters", image) for image in images])
+    few = node([rgba_case("letters", image, few_above=40) for image in images])
     inputs = node([rgba_case("page_input", image, params=params.model_dump()) for image in images])
     shrunk = 0
-    for image, height, got in zip(images, letters, inputs, strict=True):
+    for image, height, height_of_few, got in zip(images, letters, few, inputs, strict=True):
         assert height == detector.letter_height(image)
+        assert height_of_few == detector.letter_height(image, few_above=40)
         tensor, scale = detector.page_input(image, params)
         shrunk += scale < detector.preprocess(image, 640, 56)[1]
         assert got["scale"] == scale and got["shape"] == list(tensor.shape[2:])
         assert np.array_equal(np.frombuffer(base64.b64decode(got["tensor"]), np.float32).reshape(tensor.shape), tensor)
-    assert shrunk >= 1 and letters[-1] == 0
+    assert shrunk >= 2 and letters[-2] == 0
+    assert letters[-1] == 0 and few[-1] > 40  # three tall glyphs: a close-up only under the few-letters rule
 
 
 def test_large_lettered_pages_are_confirmed_at_the_servers_size(node):

@@ -92,10 +92,11 @@ def _prelabel(dataset: Dataset) -> None:
     try:
         from susik.models.registry import get_model
         from susik.pipeline import Pipeline
+        from susik.runtime.detector import load_detector_record
+        from susik.runtime.served_version import served_version
 
         pipeline = Pipeline.default()
-        record = get_model("recognizer")
-        version = f"{record.name}-{record.version[:12]}"
+        version = served_version(get_model("recognizer"), load_detector_record())
     except Exception as error:  # noqa: BLE001 - missing weights or runtime, of many types: say so in one line
         _err.print(
             f"error: --prelabel needs the bundled models, which are not available: "

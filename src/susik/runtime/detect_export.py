@@ -27,7 +27,7 @@ from susik.models.detector import FormulaDetector, count_parameters
 from susik.models.detector_data import SYNTHETIC_PAGES
 from susik.models.registry import RECORD_NAME, TrainingInfo, averaged_lines, file_entry
 from susik.models.train_detector import load_model
-from susik.runtime.detector import DetectorRecord, DetectParams, OnnxDetector, preprocess
+from susik.runtime.detector import FEWEST_LETTERS, DetectorRecord, DetectParams, OnnxDetector, preprocess
 
 Quantization = Literal["none", "static-int8"]
 
@@ -188,6 +188,9 @@ def model_card(record: DetectorRecord) -> str:
             "(`detector.letter_height`: the ink's letter-like connected components, 75th percentile), is detected "
             f"at the long side that makes them {params.closeup_letters_to:g} px (at least "
             f"{params.closeup_min_long_side}), as tall as on the whole worksheets the net learnt."
+            + (f" So is an image of fewer than {FEWEST_LETTERS} letter-like components over "
+               f"{params.closeup_few_letters_above:g} px (one short formula filling the frame)."
+               if params.closeup_few_letters_above > 0 else "")
             if params.closeup_letters_above > 0 else "")
          + (f" A page whose letters are over {params.confirm_letters_above:g} px (and no close-up) keeps only the "
             "regions a second pass finds too, the page shrunk until its letters are "

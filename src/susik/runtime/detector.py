@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pyclipper
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from susik.models.registry import (
     RECORD_NAME,
@@ -82,6 +82,10 @@ class DetectParams(BaseModel):
         0.0, ge=0, description="a page whose letters reach the net taller than this many input pixels is a close-up "
         "(`letter_height`): it is detected at the long side that makes them `closeup_letters_to` tall. The net "
         "learnt whole worksheets and takes the large Korean words of a close-up for formulas (0: off)")
+    closeup_few_letters_above: float = Field(
+        0.0, ge=0, description="an image with fewer than six letter-like components (one short formula filling "
+        "the frame: `0<x<1` has five) is a close-up when they reach the net taller than this; the letter height of "
+        "so few is shaky, so the bar is higher than `closeup_letters_above` (0: such an image is never a close-up)")
     closeup_letters_to: float = Field(12.0, gt=0, description="a close-up's letters are brought to this height")
     closeup_min_long_side: int = Field(320, ge=64, description="a close-up is never shrunk below this long side")
     confirm_letters_above: float = Field(
@@ -90,6 +94,14 @@ class DetectParams(BaseModel):
         "overlapping by `confirm_iou`): large text the net takes for formulas is text at a page's size (0: off)")
     confirm_letters_to: float = Field(15.0, gt=0, description="the second pass's letter height")
     confirm_iou: float = Field(0.2, gt=0, le=1, description="a region is confirmed by a second-pass quad this IoU")
+
+    @model_validator(mode="after")
+    def _few_letters_bar_is_higher(self) -> DetectParams:
+        if 0 < self.closeup_few_letters_above < self.closeup_letters_above:
+            raise ValueError("closeup_few_letters_above must be 0 (off) or at least closeup_letters_above: the height "
+                             f"of a few letters is shakier, got {self.closeup_few_letters_above} < "
+                             f"{self.closeup_letters_above}")
+        return self
 
     @field_validator("recrop_along", mode="before")
     @classmethod
@@ -180,19 +192,27 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     return ((gray.astype(np.int32) + INK_CONTRAST) * (INK_WINDOW * INK_WINDOW) <= sums).astype(np.uint8)
 
 
-def letter_height(bgr: np.ndarray) -> float:
+# Fewer letter-like components than this make a shaky letter height (a line of cursive, a blank page, a speck).
+FEWEST_LETTERS = 6
+
+
+def letter_height(bgr: np.ndarray, few_above: float = float("inf")) -> float:
     """How tall a page's letters are, in its pixels: the 75th percentile of the heights of the ink's
     letter-like connected components (8-connected; at least 5 px tall and a quarter as wide, at most 3x as wide
     as tall and 2/5 of the page's height, filling at least 12% of their box: not the pieces of a ruled or
-    squared paper's lines); 0 with fewer than six of them (a line of cursive handwriting, a blank page). The
-    components of a word of text are its letters (or a Hangul syllable's parts), so the figure grows with the
-    text's size, whatever the formulas' size."""
+    squared paper's lines). With fewer than `FEWEST_LETTERS` of them (a line of cursive handwriting, a blank
+    page, one short formula) the figure counts only when it is over `few_above`, else 0. The components of a
+    word of text are its letters (or a Hangul syllable's parts), so the figure grows with the text's size,
+    whatever the formulas' size."""
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     _, _, stats, _ = cv2.connectedComponentsWithStats(ink_mask(gray), connectivity=8)
     widths, heights, areas = (stats[1:, i].astype(np.int64) for i in (2, 3, 4))
     letters = (heights >= 5) & (4 * widths >= heights) & (widths <= 3 * heights) & (5 * heights <= 2 * gray.shape[0]) \
         & (100 * areas >= 12 * widths * heights)
-    return float(np.percentile(heights[letters], 75)) if letters.sum() >= 6 else 0.0
+    if not letters.any():
+        return 0.0
+    height = float(np.percentile(heights[letters], 75))
+    return height if letters.sum() >= FEWEST_LETTERS or height > few_above else 0.0
 
 
 def page_input(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, float]:
@@ -205,7 +225,8 @@ def page_input(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, flo
 def _fitted_page(image: np.ndarray, params: DetectParams) -> tuple[np.ndarray, float, float]:
     """(input BGR, scale, letter height measured at the first size; 0 when no rule needs it)."""
     bgr, scale = fit_input(image, params.long_side, params.min_short_side)
-    letters = letter_height(bgr) if params.closeup_letters_above > 0 or params.confirm_letters_above > 0 else 0.0
+    needed = params.closeup_letters_above > 0 or params.confirm_letters_above > 0
+    letters = letter_height(bgr, params.closeup_few_letters_above or float("inf")) if needed else 0.0
     if 0 < params.closeup_letters_above < letters:
         side = max(bgr.shape[:2])
         long_side = shrunk_long_side(side, letters, params.closeup_letters_to, params.closeup_min_long_side)

@@ -64,15 +64,18 @@ def default_pipelines(settings: Settings) -> Pipelines:
     """
     from susik.models.registry import ModelNotFoundError, get_model
     from susik.pipeline import Pipeline
+    from susik.runtime.detector import load_detector_record
     from susik.runtime.recognizer import OnnxRecognizer
+    from susik.runtime.served_version import served_version
 
     record = get_model("recognizer")
-    version = f"{record.name}-{record.version[:12]}"
     try:
         page = Pipeline.default(threads=settings.onnx_threads)
     except ModelNotFoundError as missing:  # the recognizer alone still reads crops
         crop = Pipeline.for_crops(OnnxRecognizer.from_record(record, threads=settings.onnx_threads))
-        return Pipelines(None, crop, version, page_unavailable=str(missing), recognizer_dir=record.root)
+        return Pipelines(None, crop, served_version(record), page_unavailable=str(missing),
+                         recognizer_dir=record.root)
+    version = served_version(record, load_detector_record())
     return Pipelines(page, Pipeline.for_crops(page.recognizer), version, recognizer_dir=record.root)
 
 

@@ -144,7 +144,8 @@ export function detectorInput(image, longSide, minShortSide = 0) {
 export function pageInput(image, params) {
   const input = detectorInput(image, params.long_side, params.min_short_side ?? 0);
   const closeUp = params.closeup_letters_above ?? 0;
-  const letters = closeUp > 0 || (params.confirm_letters_above ?? 0) > 0 ? letterHeight(input.resized) : 0;
+  const fewAbove = params.closeup_few_letters_above || Infinity;
+  const letters = closeUp > 0 || (params.confirm_letters_above ?? 0) > 0 ? letterHeight(input.resized, fewAbove) : 0;
   if (!(closeUp > 0 && letters > closeUp)) return { ...input, letters };
   const side = Math.max(input.resized.width, input.resized.height);
   const longSide = shrunkLongSide(side, letters, params.closeup_letters_to ?? 12, params.closeup_min_long_side ?? 320);
@@ -244,8 +245,9 @@ export function inkMask(grey, width, height) {
 }
 
 // detector.letter_height: the 75th percentile (numpy's linear) of the heights of the ink's letter-like
-// 8-connected components; 0 with fewer than six.
-export function letterHeight(image) {
+// 8-connected components; with fewer than FEWEST_LETTERS of them, only when over `fewAbove`, else 0.
+const FEWEST_LETTERS = 6; // detector.FEWEST_LETTERS
+export function letterHeight(image, fewAbove = Infinity) {
   const { width, height } = image;
   const { boxes, areas } = components(inkMask(gray(image), width, height), width, height, true);
   const heights = [];
@@ -253,11 +255,12 @@ export function letterHeight(image) {
     const w = boxes[i][2] - boxes[i][0] + 1, h = boxes[i][3] - boxes[i][1] + 1;
     if (h >= 5 && 4 * w >= h && w <= 3 * h && 5 * h <= 2 * height && 100 * areas[i] >= 12 * w * h) heights.push(h);
   }
-  if (heights.length < 6) return 0;
+  if (heights.length === 0) return 0;
   heights.sort((a, b) => a - b);
   const position = 0.75 * (heights.length - 1), low = Math.floor(position);
   const high = Math.min(low + 1, heights.length - 1);
-  return heights[low] + (heights[high] - heights[low]) * (position - low);
+  const typical = heights[low] + (heights[high] - heights[low]) * (position - low);
+  return heights.length >= FEWEST_LETTERS || typical > fewAbove ? typical : 0;
 }
 
 // --- the detector's output --------------------------------------------------------------------------------
