@@ -114,3 +114,27 @@ def test_an_unsure_reading_asks_to_be_checked(tmp_path, browser):
     outlines = browser.find_elements(By.CSS_SELECTOR, "#overlay polygon.region")
     assert ["unsure" in node.get_dom_attribute("class") for node in outlines] == [False, True]
     assert "2 formulas · 1 to check · " in browser.find_element(By.ID, "status").text
+
+
+def test_a_photo_where_the_page_reading_finds_nothing_can_be_read_as_one_formula(tmp_path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings = Settings(data_dir=tmp_path / "data")
+    if find_katex(settings) is None:
+        pytest.skip("KaTeX not installed: run scripts/setup.sh (npm ci)")
+    app = create_app(settings, pipeline_factory=lambda _: fake_pipelines(page_finds_nothing=True))
+    photo = tmp_path / "one.jpg"
+    photo.write_bytes(sample_photo(800, 300))
+    wait = WebDriverWait(browser, 10)
+    with serve_in_thread(app) as url:
+        browser.get(url)
+        browser.find_element(By.ID, "photo").send_keys(str(photo))
+        wait.until(lambda d: d.find_elements(By.ID, "as-one-formula"))
+        assert "0 formulas" in browser.find_element(By.ID, "status").text
+        assert not browser.find_elements(By.CSS_SELECTOR, "#formulas .formula")
+        browser.find_element(By.ID, "as-one-formula").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#formulas .formula .katex-html")) == 1)
+        assert browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=crop]").is_selected()
+        assert "1 formula · " in browser.find_element(By.ID, "status").text
+        assert not browser.find_elements(By.ID, "as-one-formula")  # read as one formula: nothing more to offer

@@ -57,6 +57,13 @@ class TwoRegionDetector:
         return pages
 
 
+class NoFormulaDetector:
+    """Finds nothing on any page (a photo the page reading misses)."""
+
+    def __call__(self, images: list[np.ndarray]) -> list[PageDetections]:
+        return [PageDetections(0, ()) for _ in images]
+
+
 def sample_photo(width: int = 640, height: int = 480, extension: str = ".jpg") -> bytes:
     """An encoded photo-like page with two lines of math in the bands `TwoRegionDetector` finds."""
     page = np.full((height, width, 3), (236, 240, 244), np.uint8)
@@ -79,9 +86,10 @@ def sample_photo(width: int = 640, height: int = 480, extension: str = ".jpg") -
 
 
 def fake_pipelines(latex: str = FAKE_LATEX, delay_s: float = 0.0, model_version: str = "fake-1",
-                   confidences: tuple[float, ...] = (0.9,)) -> Pipelines:
+                   confidences: tuple[float, ...] = (0.9,), page_finds_nothing: bool = False) -> Pipelines:
     recognizer = FixedRecognizer(latex, delay_s, confidences)
-    return Pipelines(Pipeline(TwoRegionDetector(), recognizer), Pipeline.for_crops(recognizer), model_version)
+    detector = NoFormulaDetector() if page_finds_nothing else TwoRegionDetector()
+    return Pipelines(Pipeline(detector, recognizer), Pipeline.for_crops(recognizer), model_version)
 
 
 def fake_factory(_settings: Settings) -> Pipelines:
