@@ -98,9 +98,13 @@ def test_json_lines_per_image_with_errors_and_empty_pages(cli, tmp_path):
 
 def test_plain_output_and_exit_code_zero(cli, tmp_path):
     page = _photo(tmp_path / "page.png", [(100, 100, 400, 140)])
-    result = cli(page)
+    blank = _photo(tmp_path / "blank.png", [])
+    result = cli(page, blank)
     assert result.exit_code == 0
-    assert "1 formula(s)" in result.stdout and "[0] printed" in result.stdout
+    found, empty = result.stdout.split(f"{blank}:")
+    assert "1 formula(s)" in found and "[0] printed" in found and "recognize" not in found
+    assert empty.lstrip().startswith("0 formula(s)")
+    assert f"if it shows one formula alone: susik recognize {blank}" in empty
 
 
 def test_missing_model_is_one_clear_error_line(tmp_path):

@@ -87,6 +87,8 @@ def run_predict(
             for index, region in enumerate(page.regions):
                 check = "  <- check this" if region.confidence < CHECK_BELOW else ""
                 emit(f"  [{index}] {region.kind:<11} {region.confidence:.2f}  {region.latex}{check}")
+            if not page.regions:  # a photo of one formula alone can defeat the page reading (model card)
+                emit(f"  if it shows one formula alone: susik recognize {path}")
         if overlay is not None:
             cv2.imwrite(str(overlay / f"{path.stem}.overlay.jpg"), draw_overlay(image, page),
                         [cv2.IMWRITE_JPEG_QUALITY, 90])
