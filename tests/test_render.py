@@ -150,6 +150,16 @@ def test_fonts_differ():
 
 
 @needs_tex
+@pytest.mark.parametrize("font", ["cm", "times", "palatino", "txfonts", "pxfonts", "euler", "sans"])
+def test_bold_symbols_look_bold_in_every_font(font):
+    """A label's `\boldsymbol` must show in the image: fonts without a bold math italic set it plain."""
+    bold, plain = TexRenderer(fixed(font)).render([r"\boldsymbol{a}+\boldsymbol{b}", "a+b"], np.random.default_rng(0))
+    assert bold is not None and plain is not None
+    ink_bold, ink_plain = (int((image.image < 128).sum()) for image in (bold, plain))
+    assert ink_bold > 1.15 * ink_plain
+
+
+@needs_tex
 def test_same_seed_same_images_and_choices_vary():
     formulas = [f"x_{{{i}}}" for i in range(24)]
     renderer = TexRenderer(RenderConfig(fonts=["cm", "times"], sizes_pt=[9.0, 14.0]))

@@ -38,16 +38,22 @@ class _Font:
     switch: str = ""  # set inside each formula's box (for fonts that are a math version)
 
 
+# Fonts without a bold math italic set `\boldsymbol{a}` exactly as `a` (amsmath's fallback), so the label said
+# bold where the image showed none: mathptmx (bm finds its bold), and sansmath's Latin letters (bm cannot either
+# there: amsmath's \pmb overprints them).
+_POOR_MANS_BOLD = r"\usepackage{bm}\let\boldsymbol\bm"
+
 # Only fonts in texlive-latex-base/-recommended and texlive-fonts-recommended (no lmodern/newtx there).
 FONTS: dict[str, _Font] = {
     "cm": _Font("amsmath.sty", ""),
-    "times": _Font("mathptmx.sty", r"\usepackage{mathptmx}"),
+    "times": _Font("mathptmx.sty", r"\usepackage{mathptmx}" + _POOR_MANS_BOLD),
     "palatino": _Font("mathpazo.sty", r"\usepackage{mathpazo}"),
     "txfonts": _Font("txfonts.sty", r"\usepackage{txfonts}"),
     "pxfonts": _Font("pxfonts.sty", r"\usepackage{pxfonts}"),
     "euler": _Font("euler.sty", r"\usepackage{euler}"),
     "sans": _Font(
-        "sansmath.sty", r"\usepackage{sansmath}\renewcommand{\familydefault}{\sfdefault}", r"\sansmath"
+        "sansmath.sty", r"\usepackage{sansmath}\renewcommand{\familydefault}{\sfdefault}\let\boldsymbol\pmb",
+        r"\sansmath"
     ),
 }
 
