@@ -43,6 +43,7 @@ def test_upload_see_regions_and_katex_then_correct_a_formula(server, browser, tm
 
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#formulas .formula .katex-html")) == 2)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#overlay polygon.region")) == 2
+    assert "one formula alone?" in browser.find_element(By.ID, "status").text  # two regions: it may be one
     assert browser.find_element(By.CSS_SELECTOR, "#overlay").get_dom_attribute("viewBox") == "0 0 2048 1536"
     tex = browser.find_elements(
         By.CSS_SELECTOR, ".formula .rendered annotation[encoding='application/x-tex']"

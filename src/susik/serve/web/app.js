@@ -101,12 +101,13 @@ async function recognize(file) {
   const unsure = body.regions.filter((region) => region.confidence < CHECK_BELOW).length;
   const toCheck = unsure ? ` · ${unsure} to check` : "";
   say(`${count} formula${count === 1 ? "" : "s"}${toCheck} · ${current.displayMs} ms from photo to screen · ${body.source === "device" ? "read on this device" : `read by the server · request ${body.request_id}`}`);
-  if (count === 0 && mode() === "page") offerOneFormula(file);
+  if (count <= 2 && mode() === "page") offerOneFormula(file, count);
 }
 
-// A photo of one formula alone shows glyphs larger than any on a page, and reading it as a page can find nothing
-// where reading it whole as one formula works (see the model card): offer that, one click away.
-function offerOneFormula(file) {
+// A photo of one formula alone shows glyphs larger than any on a page, and reading it as a page can find nothing,
+// a piece, or the formula and a neighbour's text, where reading it whole as one formula works (see the model
+// card): where a page reading found two regions or fewer, offer that, one click away.
+function offerOneFormula(file, count) {
   const again = document.createElement("button");
   again.type = "button";
   again.id = "as-one-formula";
@@ -115,7 +116,7 @@ function offerOneFormula(file) {
     document.querySelector("input[name=mode][value=crop]").checked = true;
     recognize(file);
   });
-  view.status.append(" · no formula found on it as a page: ", again);
+  view.status.append(count ? " · one formula alone? " : " · no formula found on it as a page: ", again);
 }
 
 function outline(region, index) {
