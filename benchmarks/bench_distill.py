@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from bench_recognizer_quality import _load, _predict
+from bench_recognizer_quality import EvalSet, _load, _predict
 from rich.console import Console
 from rich.table import Table
 
@@ -95,9 +95,9 @@ def main(
         if not path.is_file():
             console.print(f"error: {path} not found")
             raise typer.Exit(1)
-    images, references, _, unreadable = _load(CropDataset(manifest), limit, None)
+    images, references, _, unreadable = _load(CropDataset(manifest), limit, EvalSet(manifest))
     calibration_images = [image for image in _load(CropDataset(calibration or manifest), calibration_crops,
-                                                   None)[0] if image is not None]
+                                                   EvalSet(calibration or manifest))[0] if image is not None]
     console.print(f"{len(images)} validation crops ({unreadable} unreadable), {len(calibration_images)} "
                   f"calibration crops; load average before: {os.getloadavg()}")
     rows: list[Row] = []

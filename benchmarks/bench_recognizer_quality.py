@@ -39,7 +39,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from susik.data.crops import CropDataset, CropReadError, restore_crohme
+from susik.data.crops import CropDataset, CropReadError, plain_handwritten_label, restore_crohme
 from susik.eval.confidence import confidence_quality
 from susik.eval.metrics import RecognitionMetrics, SampleScore, aggregate, score_sample
 from susik.latex import normalize_latex
@@ -54,12 +54,17 @@ class EvalSet:
     manifest: Path
     prepare: Prepare | None = None
     kind: str | None = None  # only the samples of this kind
+    spread: bool = False  # with a limit, samples evenly across the manifest instead of its first ones
+    label: Callable[[str], str] | None = None  # the reference as training saw it
 
 
 def _sets(data: Path, synthetic_val: Path, hme_heldout: Path, page_regions: Path) -> dict[str, EvalSet]:
     return {
         "crohme2013": EvalSet(data / "crohme" / "val2013.jsonl", restore_crohme),
-        "crohme_train": EvalSet(data / "crohme" / "train.jsonl", restore_crohme),
+        # Ordered by subset (the first 1,051 are KAIST): spread, so a limit reads every writer group; its MathBrush
+        # labels without the `\\mbox` wrappers training dropped.
+        "crohme_train": EvalSet(data / "crohme" / "train.jsonl", restore_crohme, spread=True,
+                                label=plain_handwritten_label),
         "im2latex_val": EvalSet(data / "im2latex" / "val.jsonl"),
         "hme100k_train": EvalSet(data / "hme100k" / "train.jsonl"),
         "hme100k_heldout": EvalSet(hme_heldout),
@@ -69,12 +74,13 @@ def _sets(data: Path, synthetic_val: Path, hme_heldout: Path, page_regions: Path
     }
 
 
-def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None,
-          kind: str | None) -> tuple[list, list, list, int]:
+def _load(dataset: CropDataset, limit: int | None, chosen: EvalSet) -> tuple[list, list, list, int]:
     """Images (None where unreadable), references and manifest image paths of the first `limit` samples (of
-    `kind`, when given)."""
+    `chosen.kind`, when given; every n-th, so that `limit` of them span the manifest, when `chosen.spread`)."""
+    prepare, kind = chosen.prepare, chosen.kind
+    step = max(1, len(dataset) // limit) if chosen.spread and limit else 1
     images, references, names, unreadable, taken = [], [], [], 0, 0
-    for index in range(len(dataset)):
+    for index in range(0, len(dataset), step):
         if limit is not None and taken >= limit:
             break
         try:
@@ -92,7 +98,7 @@ def _load(dataset: CropDataset, limit: int | None, prepare: Prepare | None,
         except CropReadError:
             images.append(None)
             unreadable += 1
-        references.append(record.latex)
+        references.append(chosen.label(record.latex) if chosen.label else record.latex)
         names.append(record.image)
     return images, references, names, unreadable
 
@@ -199,8 +205,7 @@ def main(
         if not manifest.is_file():
             console.print(f"[yellow]skipped {name}: {manifest} not found[/]")
             continue
-        images, references, names, unreadable = _load(CropDataset(manifest), limit, chosen_set.prepare,
-                                                      chosen_set.kind)
+        images, references, names, unreadable = _load(CropDataset(manifest), limit, chosen_set)
         seconds, quality, raw_quality = None, None, None
         if name in given:
             table_of = _read_predictions(given[name])
