@@ -3,25 +3,33 @@
 # run it here (CPU) before the first device call of a session that was lent an accelerator, so the device time
 # goes to training. About 15 minutes on 2 cores (TeX renders ~700 crops/s here); all outputs are git-ignored.
 #   bash scripts/prepare_device_kit.sh            # then: device run, carry ["work/kit"], "bash scripts/device_train.sh"
-# Each step is skipped when its output is already there (delete it to rebuild).
+# Each step is skipped when its output is already there (delete it to rebuild), except renderings made by
+# another version of src/susik/data/render.py: those are rebuilt.
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 SUSIK=${SUSIK:-.venv/bin/susik}
 SHARED=${SHARED:-../shared/data}
 PAGES=${PAGES:-200}  # training pages per seed: ~4.6 formulas a page, the kit takes 700 crops of each set
 log() { echo "[$(date +%H:%M:%S)] $*"; }
+# What rendered formulas look like is the renderer's code: outputs made by another version are rebuilt.
+RENDERER=$(sha256sum src/susik/data/render.py | cut -c1-16)
+fresh() { [ -s "$1" ] && [ "$(cat "$(dirname "$1")/.renderer" 2>/dev/null)" = "$RENDERER" ]; }
+stamp() { echo "$RENDERER" > "$1/.renderer"; }
 
-if [ ! -s work/recdata/summary.json ]; then  # synthetic, synthetic_val, crohme, im2latex(_recombined), hme100k
+if ! fresh work/recdata/summary.json; then  # synthetic, synthetic_val, crohme, im2latex(_recombined), hme100k
   log "recognizer crops (scripts/prepare_recognizer_data.py)"
   "$PYTHON" scripts/prepare_recognizer_data.py --out work/recdata --data "$SHARED" --workers "$(nproc)"
+  stamp work/recdata
 fi
 
 pages() {  # seed -> work/det/train_s$seed: training pages as the detector's generate_train makes them
   local seed=$1
-  [ -s "work/det/train_s$seed/manifest.jsonl" ] && return
+  fresh "work/det/train_s$seed/manifest.jsonl" && return
   log "training pages, seed $seed"
+  rm -rf "work/det/train_s$seed" work/recdata/pages_train_all work/recdata/reach_s5
   "$PYTHON" scripts/training_pages.py --seed "$seed" --n "$PAGES" --out "work/det/train_s$seed" --shared "$SHARED" \
     --workers "$(nproc)"
+  stamp "work/det/train_s$seed"
 }
 pages 7
 pages 5
