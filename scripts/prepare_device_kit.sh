@@ -4,15 +4,16 @@
 # goes to training. About 15 minutes on 2 cores (TeX renders ~700 crops/s here); all outputs are git-ignored.
 #   bash scripts/prepare_device_kit.sh            # then: device run, carry ["work/kit"], "bash scripts/device_train.sh"
 # Each step is skipped when its output is already there (delete it to rebuild), except renderings made by
-# another version of src/susik/data/render.py: those are rebuilt.
+# another version of the renderer and the crop writer (src/susik/data/render.py, crops.py, crop_augment.py).
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 SUSIK=${SUSIK:-.venv/bin/susik}
 SHARED=${SHARED:-../shared/data}
 PAGES=${PAGES:-200}  # training pages per seed: ~4.6 formulas a page, the kit takes 700 crops of each set
 log() { echo "[$(date +%H:%M:%S)] $*"; }
-# What rendered formulas look like is the renderer's code: outputs made by another version are rebuilt.
-RENDERER=$(sha256sum src/susik/data/render.py | cut -c1-16)
+# What rendered crops look like is the code that typesets and augments them: outputs made by another version of it
+# are rebuilt.
+RENDERER=$(cat src/susik/data/render.py src/susik/data/crops.py src/susik/data/crop_augment.py | sha256sum | cut -c1-16)
 fresh() { [ -s "$1" ] && [ "$(cat "$(dirname "$1")/.renderer" 2>/dev/null)" = "$RENDERER" ]; }
 stamp() { echo "$RENDERER" > "$1/.renderer"; }
 

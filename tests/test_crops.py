@@ -210,3 +210,19 @@ def test_write_rendered_stores_crops_and_counts_failures(tmp_path):
         assert all(bool(s.conditions) == (augment is not None) for s in samples)
     dataset = CropDataset(tmp_path / "frozen" / "manifest.jsonl")
     assert Counter(label for _, label in dataset) == Counter({r"\frac{1}{2}": 1, "x^{2}+1": 1})
+
+
+@pytest.mark.skipif(shutil.which("latex") is None or shutil.which("dvipng") is None, reason="needs TeX")
+def test_a_frozen_sets_other_crops_stay_when_one_item_changes(tmp_path):
+    """Each crop's augmentation is its own: one formula rendered otherwise (wider, another label) must not
+    redraw the noise, light and blur of the crops after it."""
+    tail = [FormulaItem(latex, "corpus", "unknown") for latex in ("x+1", r"\sqrt{y}", "a_{n}=2n")]
+    crops = {}
+    for name, first in (("before", "a+b"), ("after", r"\sum_{k=1}^{n} k^{2}+a+b")):
+        with ManifestWriter(tmp_path / name / "manifest.jsonl") as writer:
+            write_rendered([FormulaItem(first, "corpus", "unknown"), *tail], writer, tmp_path / name / "images",
+                           seed=3, augment=PRINTED)
+        crops[name] = [image for image, _ in CropDataset(tmp_path / name / "manifest.jsonl")]
+    assert crops["before"][0].shape != crops["after"][0].shape
+    for before, after in zip(crops["before"][1:], crops["after"][1:], strict=True):
+        assert np.array_equal(before, after)

@@ -298,11 +298,12 @@ def write_rendered(items: Iterable[FormulaItem], writer: ManifestWriter, images:
                    on_item: Callable[[], None] | None = None) -> WriteStats:
     """Typeset each item with TeX (font, size and dpi drawn per item) into a PNG under `images` and a printed
     crop record in `writer`. With `augment`, the stored image is one augmented version (a frozen evaluation
-    set) and the record carries its conditions. Streams: only the batches in flight are held."""
+    set) and the record carries its conditions; each item's augmentation is drawn from a generator of its own
+    (seed, position), so fixing one item's rendering leaves every other crop of a frozen set as it was. Streams:
+    only the batches in flight are held."""
     stats = WriteStats()
     for_render, for_records = itertools.tee(items)
     rendered = render_many((item.latex for item in for_render), render, workers=workers, seed=seed)
-    rng = np.random.default_rng([seed, 1])
     for number, (item, result) in enumerate(zip(for_records, rendered, strict=True)):
         if on_item:
             on_item()
@@ -311,7 +312,7 @@ def write_rendered(items: Iterable[FormulaItem], writer: ManifestWriter, images:
             continue
         image, conditions = result.image, ()
         if augment is not None:
-            augmented = augment_crop(image, rng, augment)
+            augmented = augment_crop(image, np.random.default_rng([seed, 1, number]), augment)
             image, conditions = augmented.image, augmented.conditions
         path = numbered_image_path(images, number)
         write_png(path, image)
