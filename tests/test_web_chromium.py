@@ -43,7 +43,8 @@ def test_upload_see_regions_and_katex_then_correct_a_formula(server, browser, tm
 
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#formulas .formula .katex-html")) == 2)
     assert len(browser.find_elements(By.CSS_SELECTOR, "#overlay polygon.region")) == 2
-    assert "one formula alone?" in browser.find_element(By.ID, "status").text  # two regions: it may be one
+    offer = browser.find_element(By.ID, "offer")  # two regions: it may be one formula
+    assert offer.is_displayed() and "One formula alone in the photo?" in offer.text
     assert browser.find_element(By.CSS_SELECTOR, "#overlay").get_dom_attribute("viewBox") == "0 0 2048 1536"
     tex = browser.find_elements(
         By.CSS_SELECTOR, ".formula .rendered annotation[encoding='application/x-tex']"
@@ -131,11 +132,12 @@ def test_a_photo_where_the_page_reading_finds_nothing_can_be_read_as_one_formula
     with serve_in_thread(app) as url:
         browser.get(url)
         browser.find_element(By.ID, "photo").send_keys(str(photo))
-        wait.until(lambda d: d.find_elements(By.ID, "as-one-formula"))
+        wait.until(lambda d: d.find_element(By.ID, "offer").is_displayed())
         assert "0 formulas" in browser.find_element(By.ID, "status").text
+        assert "No formula found" in browser.find_element(By.ID, "offer").text
         assert not browser.find_elements(By.CSS_SELECTOR, "#formulas .formula")
         browser.find_element(By.ID, "as-one-formula").click()
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#formulas .formula .katex-html")) == 1)
         assert browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=crop]").is_selected()
         assert "1 formula · " in browser.find_element(By.ID, "status").text
-        assert not browser.find_elements(By.ID, "as-one-formula")  # read as one formula: nothing more to offer
+        assert not browser.find_element(By.ID, "offer").is_displayed()  # read as one formula: nothing to offer

@@ -10,6 +10,7 @@ const MAX_SIDE = 2048; // px; a 12 MP phone photo is shrunk before upload: formu
 const view = {
   photo: document.getElementById("photo"),
   status: document.getElementById("status"),
+  offer: document.getElementById("offer"),
   result: document.getElementById("result"),
   preview: document.getElementById("preview"),
   overlay: document.getElementById("overlay"),
@@ -17,6 +18,7 @@ const view = {
   template: document.getElementById("formula-template"),
 };
 let current = null; // {requestId, displayMs}
+let lastPhoto = null; // what "read it as one formula" reads again
 
 function say(text, isError = false) {
   view.status.textContent = text;
@@ -70,6 +72,8 @@ async function shrink(file) {
 
 async function recognize(file) {
   const captured = performance.now();
+  view.offer.hidden = true;
+  lastPhoto = file;
   say("Reading the formulas…");
   const onDevice = window.susikEdge?.active() ?? false; // edge.js reads the photo here: nothing is uploaded
   const image = onDevice ? file : await shrink(file);
@@ -101,22 +105,14 @@ async function recognize(file) {
   const unsure = body.regions.filter((region) => region.confidence < CHECK_BELOW).length;
   const toCheck = unsure ? ` · ${unsure} to check` : "";
   say(`${count} formula${count === 1 ? "" : "s"}${toCheck} · ${current.displayMs} ms from photo to screen · ${body.source === "device" ? "read on this device" : `read by the server · request ${body.request_id}`}`);
-  if (count <= 2 && mode() === "page") offerOneFormula(file, count);
-}
-
-// A photo of one formula alone shows glyphs larger than any on a page, and reading it as a page can find nothing,
-// a piece, or the formula and a neighbour's text, where reading it whole as one formula works (see the model
-// card): where a page reading found two regions or fewer, offer that, one click away.
-function offerOneFormula(file, count) {
-  const again = document.createElement("button");
-  again.type = "button";
-  again.id = "as-one-formula";
-  again.textContent = "read it as one formula";
-  again.addEventListener("click", () => {
-    document.querySelector("input[name=mode][value=crop]").checked = true;
-    recognize(file);
-  });
-  view.status.append(count ? " · one formula alone? " : " · no formula found on it as a page: ", again);
+  // A photo of one formula alone shows glyphs larger than any on a page, and reading it as a page can find
+  // nothing, a piece, or the formula and a neighbour's text, where reading it whole works (see the model card):
+  // where a page reading found two regions or fewer, offer that, one click away.
+  if (count <= 2 && mode() === "page") {
+    view.offer.querySelector(".offer-text").textContent =
+      count ? "One formula alone in the photo?" : "No formula found reading it as a page.";
+    view.offer.hidden = false;
+  }
 }
 
 function outline(region, index) {
@@ -203,6 +199,11 @@ async function copy(source, item) {
   }
   note.textContent = "copied";
 }
+
+document.getElementById("as-one-formula").addEventListener("click", () => {
+  document.querySelector("input[name=mode][value=crop]").checked = true;
+  if (lastPhoto) recognize(lastPhoto);
+});
 
 view.photo.addEventListener("change", () => {
   const file = view.photo.files[0];
