@@ -12,7 +12,8 @@ as on a whole-page photo. Four checks:
   sheet fills the frame (2-3.5x as large as the whole page at the detector's input); the same figures;
 - filling the frame: one formula cut with a little paper around it and enlarged to 1800 px wide, as a photo of
   that formula alone: the share where exactly one region is found and matches it (IoU 0.5), and the share read
-  exactly end to end (and as a crop, for comparison), printed and handwritten.
+  exactly end to end, read as one crop, and read as the crop mode reads it (`susik.one_formula`: the whole
+  photo or the formula found in it, whichever reads surer), printed and handwritten.
 
     .venv/bin/python benchmarks/bench_closeups.py
     .venv/bin/python benchmarks/bench_closeups.py --detector runs/x/export/detector --limit 100
@@ -34,6 +35,7 @@ import typer
 
 from susik.eval.detect_match import match_regions
 from susik.eval.metrics import score_sample
+from susik.one_formula import OneFormulaReader
 from susik.pipeline import Pipeline
 from susik.runtime.detector import DetectParams, OnnxDetector
 from susik.runtime.image_io import load_image
@@ -154,13 +156,15 @@ def filling_the_frame(model: OnnxDetector, pages: Path, limit: int | None, seed:
                       recognizer: OnnxRecognizer | None) -> dict:
     """Photos of one formula alone (`frame_photos`), per kind: the share where exactly one region is found and it
     matches the formula (IoU 0.5, as on whole pages; a formula of a turned page stands upright or sideways) and,
-    with a recognizer, the share read exactly end to end (that one region's reading), beside the share the crop
-    mode reads exactly (the whole photo as one crop, what a user gets by choosing it)."""
+    with a recognizer, the share read exactly end to end (that one region's reading), beside the shares read exactly
+    as one crop (the whole photo) and in the crop mode a user gets by choosing it (`OneFormulaReader`)."""
     pipeline = Pipeline(model, recognizer, DeskewOrienter()) if recognizer is not None else None
     crops = Pipeline.for_crops(recognizer) if recognizer is not None else None
+    one_formula = OneFormulaReader(pipeline, crops) if pipeline is not None and crops is not None else None
     tally: dict[str, dict[str, int]] = {}
     for photo, region, polygon in frame_photos(pages, limit, seed):
-        counts = tally.setdefault(region["kind"], {"photos": 0, "found": 0, "read": 0, "read_as_crop": 0})
+        counts = tally.setdefault(region["kind"], {"photos": 0, "found": 0, "read": 0, "read_as_crop": 0,
+                                                       "read_in_crop_mode": 0})
         counts["photos"] += 1
         if pipeline is None:
             found = [d.polygon for d in model([photo])[0].detections]
@@ -171,13 +175,15 @@ def filling_the_frame(model: OnnxDetector, pages: Path, limit: int | None, seed:
         counts["found"] += one
         counts["read"] += one and score_sample(regions[0].latex, region["latex"]).exact
         counts["read_as_crop"] += score_sample(crops([photo])[0].regions[0].latex, region["latex"]).exact
+        counts["read_in_crop_mode"] += score_sample(one_formula([photo])[0].regions[0].latex, region["latex"]).exact
     report = {}
     for kind, counts in sorted(tally.items()):
         n = counts.pop("photos")
         report[kind] = {"photos": n, "one_matching_region": round(counts["found"] / n, 4)}
         if recognizer is not None:
             report[kind] |= {"read_exactly": round(counts["read"] / n, 4),
-                             "read_exactly_as_crop": round(counts["read_as_crop"] / n, 4)}
+                             "read_exactly_as_crop": round(counts["read_as_crop"] / n, 4),
+                             "read_exactly_in_crop_mode": round(counts["read_in_crop_mode"] / n, 4)}
     return report
 
 

@@ -16,6 +16,7 @@ from recognizer_helpers import draw_crop, random_text
 from shapely.geometry import Polygon
 
 from susik.data.compose import ComposerConfig, FormulaCrop, PageComposer
+from susik.one_formula import OneFormulaReader
 from susik.pipeline import Pipeline
 from susik.runtime.detector import OnnxDetector, load_detector_record
 from susik.runtime.orient import DeskewOrienter
@@ -41,6 +42,8 @@ const [crops, done] = arguments;
 """
 READ_PAGES = READ_ALL.replace("""const crop = await window.susikEdge.readCrop(blob);
     out.push([crop.latex, crop.confidence]);""", "out.push(await window.susikEdge.readPage(blob));")
+READ_IN_CROP_MODE = READ_ALL.replace("""const crop = await window.susikEdge.readCrop(blob);
+    out.push([crop.latex, crop.confidence]);""", 'out.push(await (await window.susikEdge.read(blob, "crop")).json());')
 # a calibration map in the served record: the browser must report the server's calibrated confidence
 CALIBRATION = {"geomean": 1.09, "minimum": 1.32, "bias": -2.9, "fitted_on": "test"}
 
@@ -152,6 +155,7 @@ def test_edge_routes_serve_the_champions_files(server, tiny_bundle):
     _, url = server
     manifest = httpx.get(f"{url}/v1/edge/recognizer").json()
     assert manifest["model_version"] == "tiny-1"
+    assert manifest["one_formula"] is None  # this server's crop mode reads the whole image alone
     assert manifest["vocab"][:4] == ["<pad>", "<bos>", "<eos>", "<unk>"]
     encoder = httpx.get(f"{url}{manifest['files']['encoder']}")
     assert encoder.content == (tiny_bundle / "encoder.onnx").read_bytes()
@@ -291,3 +295,39 @@ def test_in_browser_beam_search_reads_as_the_servers(beam_server, browser, tiny_
 
 def test_in_browser_second_look_reads_as_the_servers(thicken_server, browser, tiny_bundle):
     _reads_as_the_server_but_not_as_plain_greedy(thicken_server, browser, tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def one_formula_server(tiny_bundle, tmp_path_factory):
+    """Crop mode that looks for the formula too, and takes the region it finds nearest the centre whatever the
+    confidences (a margin of -1): the random-weight model's confidences would decide otherwise at random."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("one"))
+    if find_ort(settings) is None:
+        pytest.skip("onnxruntime-web not installed: run scripts/setup.sh (npm ci)")
+    recognizer = OnnxRecognizer.load(tiny_bundle, threads=1)
+    page = Pipeline(OnnxDetector.load(threads=1), recognizer, DeskewOrienter())
+    crop = OneFormulaReader(page, Pipeline.for_crops(recognizer), prefer_found_by=-1.0)
+    app = create_app(settings, lambda _: Pipelines(page, crop, "tiny-one", recognizer_dir=tiny_bundle))
+    with serve_in_thread(app) as url:
+        yield url
+
+
+def test_in_browser_crop_mode_finds_the_formula_as_the_servers(one_formula_server, browser):
+    url = one_formula_server
+    assert httpx.get(f"{url}/v1/edge/recognizer").json()["one_formula"] == {"prefer_found_by": -1.0}
+    pngs = [pages()[-1], cv2.imencode(".png", np.full((60, 200), 235, np.uint8))[1].tobytes()]
+    expected = [httpx.post(f"{url}/v1/recognize", files={"file": ("p.png", png)}, data={"mode": "crop"},
+                           timeout=60).json() for png in pngs]
+    browser.set_script_timeout(240)
+    browser.get(url)
+    got = browser.execute_async_script(READ_IN_CROP_MODE, [base64.b64encode(png).decode() for png in pngs])
+    assert not isinstance(got, str), got
+    found, blank = expected
+    whole = [[0, 0], [found["width"], 0], [found["width"], found["height"]], [0, found["height"]]]
+    assert len(found["regions"]) == 1 and iou(found["regions"][0]["quad"], whole) < 0.2  # a formula, not the photo
+    assert blank["regions"][0]["quad"] == [[0, 0], [200, 0], [200, 60], [0, 60]]  # nothing found: the whole image
+    for theirs, ours in zip(expected, got, strict=True):
+        assert ours["source"] == "device" and ours["orientation"] == theirs["orientation"]
+        (region,), (mine,) = theirs["regions"], ours["regions"]
+        assert iou(region["quad"], mine["quad"]) >= 0.9 and mine["kind"] == region["kind"]
+    assert {"detect", "recognize", "total"} <= set(got[0]["timings_ms"])

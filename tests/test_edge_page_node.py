@@ -12,6 +12,7 @@ from recognizer_helpers import draw_crop, random_text
 from shapely.geometry import Polygon
 
 from susik.latex.labels import split_reading_label, strip_sentence_punctuation
+from susik.one_formula import central_region
 from susik.pipeline import rectify
 from susik.results import Quad
 from susik.runtime import detector
@@ -36,6 +37,7 @@ const run = {
   },
   letters: (c) => page.letterHeight(image(c), c.few_above ?? Infinity),
   quad_iou: (c) => page.quadIou(c.a, c.b),
+  central: (c) => page.centralRegion(c.polygons, c.width, c.height),
   confirm_input: (c) => {
     const first = page.pageInput(image(c), c.params);
     const r = page.confirmInput(image(c), first, c.params, c.regions);
@@ -278,3 +280,27 @@ def test_sentence_punctuation_comes_off_readings_as_the_server_takes_it_off(node
     answers = node([{"op": "punctuation", "latex": latex} for latex in readings])
     assert answers == [strip_sentence_punctuation(latex) for latex in readings]
     assert sum(answer != latex for answer, latex in zip(answers, readings)) == 6
+
+
+def test_the_formula_nearest_the_centre_is_chosen_as_the_server_chooses_it(node):
+    """one_formula.central_region: sets of turned boxes around a photo's centre, some holding it, some not; a
+    non-convex polygon whose box holds the centre; no polygons."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for _ in range(200):
+        width, height = int(rng.integers(200, 1200)), int(rng.integers(200, 1200))
+        polygons = []
+        for _ in range(int(rng.integers(0, 5))):
+            centre = rng.normal((width / 2, height / 2), (width / 4, height / 4))
+            size, angle = rng.uniform((20, 10), (width, height / 3)), rng.uniform(-0.5, 0.5)
+            corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * size / 2
+            turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+            polygons.append((corners @ turn.T + centre).round(2).tolist())
+        cases.append({"op": "central", "polygons": polygons, "width": width, "height": height})
+    corner = [[0, 0], [100, 0], [100, 20], [20, 20], [20, 100], [0, 100]]
+    cases.append({"op": "central", "polygons": [corner, [[70, 45], [100, 45], [100, 55], [70, 55]]], "width": 100,
+                  "height": 100})
+    answers = node(cases)
+    assert answers == [central_region(c["polygons"], c["width"], c["height"]) for c in cases]
+    assert answers[-1] == 1 and None in answers
+    assert len({answer for answer, c in zip(answers, cases) if len(c["polygons"]) > 1}) >= 3  # not always the first

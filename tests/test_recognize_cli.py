@@ -204,3 +204,24 @@ def test_train_and_export_fail_with_one_line_on_bad_input(tmp_path):
     junk.write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["export", "recognizer", str(junk), "--out", str(tmp_path)])
     assert result.exit_code == 1 and "not a recognizer checkpoint" in result.output
+
+
+@pytest.mark.slow
+def test_photo_reads_the_formula_between_lines_of_text(tmp_path):
+    """The bundled models: a formula photographed with a sentence above and below, read whole, is squeezed into
+    one line and misread; `--photo` finds it and reads it (susik.one_formula). A tight crop reads as before."""
+    photo = np.full((300, 700), 235, np.uint8)
+    for text, y, scale in (("Solve the equation below.", 60, 1.0), ("x + 7 = 12", 160, 1.6),
+                           ("Then check your answer.", 260, 1.0)):
+        cv2.putText(photo, text, (40, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 30, 2, cv2.LINE_AA)
+    paths = [tmp_path / "photo.png", tmp_path / "crop.png", tmp_path / "garbage.png"]
+    cv2.imwrite(str(paths[0]), photo)
+    cv2.imwrite(str(paths[1]), draw_crop("x+7=12", 2.0))
+    paths[2].write_bytes(b"not an image")
+    whole, photos = ([json.loads(line) for line in runner.invoke(
+        app, ["recognize", *map(str, paths), "--json", "--threads", "1", *options]).stdout.splitlines()]
+        for options in ([], ["--photo"]))
+    assert whole[0]["latex"] != "x+7=12" and photos[0]["latex"] == "x+7=12"
+    assert photos[0]["confidence"] > whole[0]["confidence"] + 0.1
+    assert photos[1]["latex"] == whole[1]["latex"]  # no region in it reads surer by the margin
+    assert "error" in photos[2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -89,6 +90,9 @@ def recognize(
         "this and keep the surest reading; 0 = as the model's record says"))] = 0.0,
     threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads (default: all cores)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="crops decoded together")] = 16,
+    photo: Annotated[bool, typer.Option("--photo", help=(
+        "each image is a photo of one formula that may show text around it: the formula is also looked for with "
+        "the bundled detector and its reading kept when surer (the server's crop mode)"))] = False,
 ) -> None:
     """Read each formula crop as LaTeX. A bad image gets an error line and the run goes on (exit code 1)."""
     from susik.runtime.recognizer import OnnxRecognizer
@@ -109,8 +113,10 @@ def recognize(
     failed = 0
     with _progress("recognize") as progress:
         task = progress.add_task("recognize", total=len(images), status="")
-        results = recognize_paths(images, lambda crops: recognizer(crops, beam=beam), batch_size,
-                                  lambda n: progress.advance(task, n))
+        read: Callable[[list[np.ndarray]], list] = partial(recognizer, beam=beam)
+        if photo:
+            read = _one_formula_reader(read, threads)
+        results = recognize_paths(images, read, batch_size, lambda n: progress.advance(task, n))
         for result in results:
             failed += "error" in result
             if json_lines:
@@ -125,6 +131,22 @@ def recognize(
         _out.print(table)
     if failed:
         raise typer.Exit(1)
+
+
+def _one_formula_reader(read: Callable[[list[np.ndarray]], list], threads: int | None
+                        ) -> Callable[[list[np.ndarray]], list]:
+    """`read` (crops -> readings) made to find the formula in each photo first, as the server's crop mode does."""
+    from susik.one_formula import OneFormulaReader
+    from susik.pipeline import Pipeline
+    from susik.runtime.detector import OnnxDetector
+    from susik.runtime.orient import DeskewOrienter
+
+    try:
+        detector = OnnxDetector.load(threads=threads)
+    except (ModelNotFoundError, IntegrityError) as error:
+        _fail(str(error))
+    reader = OneFormulaReader(Pipeline(detector, read, DeskewOrienter()), Pipeline.for_crops(read))
+    return lambda photos: [page.regions[0] for page in reader(photos)]
 
 
 # --- train / export -----------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ ReadPages = Callable[[list[np.ndarray]], list[Page]]
 
 @dataclass(frozen=True)
 class Pipelines:
-    """What the server runs: photos with several formulas (`page`) and single-formula crops (`crop`).
+    """What the server runs: photos with several formulas (`page`) and crops or photos of one formula (`crop`).
 
     `page` is None while only the recognizer exists (no detector yet): crops serve, page mode says why not.
     """
@@ -60,9 +60,11 @@ class Pipelines:
 def default_pipelines(settings: Settings) -> Pipelines:
     """The bundled models; fails (and the server reports not ready) when they are not installed.
 
-    The crop pipeline shares the page pipeline's recognizer, so the weights sit in memory once.
+    The crop pipeline shares the page pipeline's recognizer, so the weights sit in memory once; with a detector it
+    also finds the formula in a photo of one formula (`susik.one_formula`).
     """
     from susik.models.registry import ModelNotFoundError, get_model
+    from susik.one_formula import OneFormulaReader
     from susik.pipeline import Pipeline
     from susik.runtime.detector import load_detector_record
     from susik.runtime.recognizer import OnnxRecognizer
@@ -76,7 +78,8 @@ def default_pipelines(settings: Settings) -> Pipelines:
         return Pipelines(None, crop, served_version(record), page_unavailable=str(missing),
                          recognizer_dir=record.root)
     version = served_version(record, load_detector_record())
-    return Pipelines(page, Pipeline.for_crops(page.recognizer), version, recognizer_dir=record.root)
+    crop = OneFormulaReader(page, Pipeline.for_crops(page.recognizer))
+    return Pipelines(page, crop, version, recognizer_dir=record.root)
 
 
 @dataclass
@@ -184,7 +187,9 @@ def _run_batch(items: list[tuple[Pipelines, Mode, np.ndarray]]) -> list[Page]:
 async def recognize(
     state: State,
     file: Annotated[UploadFile, File()],
-    mode: Annotated[Mode, Form()] = "page",
+    mode: Annotated[Mode, Form(description="page: a photo that may hold several formulas; crop: a crop or a photo "
+                               "of one formula (one region: the whole image's reading, or the formula found in it "
+                               "when that reads surer)")] = "page",
     consent: Annotated[bool, Form(description="the user lets the photo be kept to train models")] = False,
     source: Annotated[str, Form(pattern=r"^[a-z0-9_.-]{1,32}$", description="client: web, api...")] = "api",
 ) -> dict:

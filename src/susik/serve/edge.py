@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from susik.latex import Vocabulary
 from susik.models.registry import ModelNotFoundError, ModelRecord, load_record
+from susik.one_formula import OneFormulaReader
 from susik.serve.errors import ApiError
 from susik.serve.settings import Settings
 
@@ -57,8 +58,10 @@ def _champion_record(request: Request) -> ModelRecord:
 
 @router.get("/recognizer")
 async def recognizer_manifest(request: Request) -> dict:
-    """What the browser needs to read a crop exactly as the server's crop mode does."""
+    """What the browser needs to read a crop exactly as the server's crop mode does, and whether that mode also
+    looks for the formula in the photo (`one_formula`: `susik.one_formula.OneFormulaReader`'s margin, or null)."""
     record = await run_in_threadpool(_champion_record, request)
+    crop = request.app.state.serve.rollout.serving.champion.crop
     vocab = await run_in_threadpool(lambda: Vocabulary.load(record.root / record.files["vocab"].path))
     base = f"/v1/edge/recognizer/{record.version}"
     return {
@@ -70,6 +73,7 @@ async def recognizer_manifest(request: Request) -> dict:
         "quantization": record.quantization,
         "vocab": vocab.tokens,
         "files": {key: f"{base}/{key}" for key in ("encoder", "decoder")},
+        "one_formula": {"prefer_found_by": crop.prefer_found_by} if isinstance(crop, OneFormulaReader) else None,
     }
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from susik.eval.tracking import alias_versions, fetch_version
 from susik.models.registry import ModelNotFoundError, load_record
+from susik.one_formula import OneFormulaReader
 from susik.pipeline import Pipeline
 from susik.serve.app import Pipelines
 from susik.serve.settings import Settings
@@ -55,7 +56,8 @@ class RegistrySource:
             return Pipelines(None, crop, label, page_unavailable=self._detector_missing, recognizer_dir=folder)
         from susik.runtime.orient import DeskewOrienter
 
-        return Pipelines(Pipeline(detector, recognizer, DeskewOrienter()), crop, label, recognizer_dir=folder)
+        page = Pipeline(detector, recognizer, DeskewOrienter())
+        return Pipelines(page, OneFormulaReader(page, crop), label, recognizer_dir=folder)
 
     def _bundled_detector(self):
         with self._detector_lock:

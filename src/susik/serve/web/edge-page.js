@@ -181,6 +181,37 @@ export function quadIou(a, b) {
   return union > 0 ? inter / union : 0;
 }
 
+// one_formula.central_region: the index of the polygon the image's centre lies in (the largest, if several hold
+// it; an edge counts as inside), else of the nearest one; null without polygons.
+export function centralRegion(polygons, width, height) {
+  const centre = [width / 2, height / 2];
+  let best = null;
+  let bestKey = null;
+  polygons.forEach((polygon, index) => {
+    const distance = signedDistance(polygon, centre);
+    const key = distance >= 0 ? [1, Math.abs(signedArea(polygon))] : [0, distance];
+    if (bestKey === null || key[0] > bestKey[0] || (key[0] === bestKey[0] && key[1] > bestKey[1])) {
+      best = index;
+      bestKey = key;
+    }
+  });
+  return best;
+}
+
+// cv2.pointPolygonTest measuring: the distance to the nearest edge, positive inside, negative outside, 0 on one.
+function signedDistance(polygon, [x, y]) {
+  let nearest = Infinity;
+  let inside = false;
+  for (let i = 0, j = polygon.length - 1; i < polygon.length; j = i++) {
+    const [x0, y0] = polygon[j], [x1, y1] = polygon[i];
+    const dx = x1 - x0, dy = y1 - y0, length2 = dx * dx + dy * dy;
+    const t = length2 > 0 ? Math.min(1, Math.max(0, ((x - x0) * dx + (y - y0) * dy) / length2)) : 0;
+    nearest = Math.min(nearest, Math.hypot(x - x0 - t * dx, y - y0 - t * dy));
+    if ((y0 > y) !== (y1 > y) && x < x0 + ((y - y0) * dx) / dy) inside = !inside;
+  }
+  return nearest === 0 ? 0 : inside ? nearest : -nearest;
+}
+
 function signedArea(points) {
   let sum = 0;
   for (let i = 0; i < points.length; i++) {

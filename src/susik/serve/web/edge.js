@@ -219,6 +219,28 @@ export async function readPage(blob) {
   };
 }
 
+// susik.one_formula.OneFormulaReader, where the server's crop mode runs it (its manifest's `one_formula`): the
+// photo read whole and, where that reading could be beaten, read as a page; the found region nearest the centre
+// stands in for the whole reading when surer by `prefer_found_by`.
+export async function readOneFormula(blob) {
+  const m = await ready();
+  const crop = await readCrop(blob);
+  const corners = [[0, 0], [crop.width, 0], [crop.width, crop.height], [0, crop.height]];
+  const whole = { quad: corners, polygon: corners, latex: crop.latex, confidence: crop.confidence, kind: "printed" };
+  const reading = { width: crop.width, height: crop.height, orientation: 0, regions: [whole],
+    model_version: crop.model_version, ms: crop.ms };
+  const margin = m.manifest.one_formula?.prefer_found_by;
+  if (margin === undefined || crop.confidence + margin >= 1) return reading;
+  const page = await readPage(blob);
+  const ms = { ...crop.ms };
+  for (const [stage, value] of Object.entries(page.ms)) ms[stage] = (ms[stage] ?? 0) + value;
+  const pick = geometry.centralRegion(page.regions.map((region) => region.polygon), crop.width, crop.height);
+  if (pick !== null && page.regions[pick].confidence > crop.confidence + margin) {
+    return { ...reading, orientation: page.orientation, regions: [page.regions[pick]], ms };
+  }
+  return { ...reading, ms };
+}
+
 function answer(status, body) {
   return new Response(JSON.stringify(body), { status, headers: { "Content-Type": "application/json" } });
 }
@@ -226,31 +248,18 @@ function answer(status, body) {
 // app.js's stand-in for POST /v1/recognize: the page JSON of a page or a crop, read here.
 async function read(file, mode) {
   try {
-    if (mode !== "crop") {
-      const page = await readPage(file);
-      const total = Object.values(page.ms).reduce((a, b) => a + b, 0);
-      const { ms, ...fields } = page;
-      return answer(200, { request_id: null, source: "device", ...fields, timings_ms: { ...ms, total } });
-    }
-    const crop = await readCrop(file);
-    const corners = [[0, 0], [crop.width, 0], [crop.width, crop.height], [0, crop.height]];
-    const total = Object.values(crop.ms).reduce((a, b) => a + b, 0);
-    return answer(200, {
-      request_id: null,
-      source: "device",
-      model_version: crop.model_version,
-      width: crop.width,
-      height: crop.height,
-      orientation: 0,
-      regions: [{ quad: corners, polygon: corners, latex: crop.latex, confidence: crop.confidence, kind: "printed" }],
-      timings_ms: { ...crop.ms, total },
-    });
+    const page = mode === "crop" ? await readOneFormula(file) : await readPage(file);
+    const total = Object.values(page.ms).reduce((a, b) => a + b, 0);
+    const { ms, ...fields } = page;
+    return answer(200, { request_id: null, source: "device", ...fields, timings_ms: { ...ms, total } });
   } catch (error) {
     return answer(500, { error: "on_device_failed", detail: error.message });
   }
 }
 
-window.susikEdge = { active: () => Boolean(toggle?.checked && !toggle.disabled), read, readCrop, readPage, ready };
+window.susikEdge = {
+  active: () => Boolean(toggle?.checked && !toggle.disabled), read, readCrop, readPage, readOneFormula, ready,
+};
 
 if (toggle) {
   // Offer the mode only when the server has a model and the runtime to hand out; load it once it is chosen.
