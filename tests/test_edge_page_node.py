@@ -16,6 +16,7 @@ from susik.one_formula import central_region
 from susik.pipeline import rectify
 from susik.results import Quad
 from susik.runtime import detector
+from susik.runtime.label_gap import cut_quad, label_end
 from susik.runtime.orient import DeskewOrienter
 
 pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js")
@@ -38,6 +39,8 @@ const run = {
   letters: (c) => page.letterHeight(image(c), c.few_above ?? Infinity),
   quad_iou: (c) => page.quadIou(c.a, c.b),
   central: (c) => page.centralRegion(c.polygons, c.width, c.height),
+  label_end: (c) => page.labelEnd(image(c)),
+  cut_quad: (c) => page.cutQuad(c.quad, c.start),
   confirm_input: (c) => {
     const first = page.pageInput(image(c), c.params);
     const r = page.confirmInput(image(c), first, c.params, c.regions);
@@ -304,3 +307,26 @@ def test_the_formula_nearest_the_centre_is_chosen_as_the_server_chooses_it(node)
     assert answers == [central_region(c["polygons"], c["width"], c["height"]) for c in cases]
     assert answers[-1] == 1 and None in answers
     assert len({answer for answer, c in zip(answers, cases) if len(c["polygons"]) > 1}) >= 3  # not always the first
+
+
+def test_the_space_after_a_label_is_found_as_the_server_finds_it(node):
+    """label_gap.label_end on labelled lines (word spaces, tight, a long run of ink first), in colour, dim and
+    noisy; cut_quad on turned quads."""
+    from test_label_gap import labelled
+
+    rng = np.random.default_rng(11)
+    crops = []
+    for _ in range(40):
+        label = str(rng.choice(["1)", "(2)", "C.", "B.", "4)", "(12345678)"]))
+        crop, _, _ = labelled(label, random_text(rng, 1, 8), int(rng.integers(0, 24)), float(rng.uniform(0.6, 1.6)))
+        bgr = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR).astype(np.float64)
+        bgr = bgr * rng.uniform(0.2, 1.0, 3) + rng.uniform(0, 40)  # tinted, dim
+        crops.append(np.clip(bgr + rng.normal(0, 6, bgr.shape), 0, 255).astype(np.uint8))
+    answers = node([rgba_case("label_end", crop) for crop in crops])
+    assert answers == [label_end(crop) for crop in crops]
+    assert sum(answer is None for answer in answers) >= 5 and sum(answer is not None for answer in answers) >= 15
+    quads = [rng.uniform(0, 500, (4, 2)).round(2) for _ in range(5)]
+    starts = [0.0, 0.25, 0.5, 0.63, 0.9]
+    cuts = node([{"op": "cut_quad", "quad": q.tolist(), "start": t} for q, t in zip(quads, starts)])
+    expected = [cut_quad(Quad(tuple(map(tuple, q))), t).points for q, t in zip(quads, starts)]
+    assert np.allclose(np.asarray(cuts, float), np.asarray(expected, float), atol=1e-9)

@@ -11,6 +11,7 @@ import numpy as np
 
 from susik.latex.labels import split_reading_label, strip_sentence_punctuation
 from susik.results import Kind, Page, Quad, Recognition, Region
+from susik.runtime.label_gap import cut_quad, label_end
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,15 @@ def rectify(image: np.ndarray, quad: Quad, target_height: int = 64) -> np.ndarra
                                borderMode=cv2.BORDER_REPLICATE)
 
 
+def _after_label(image: np.ndarray, detection: Detection) -> tuple[Quad, tuple[tuple[float, float], ...]]:
+    """A labelled region's quad and polygon from the space after its label on (`susik.runtime.label_gap`)."""
+    start = label_end(rectify(image, detection.quad))
+    if start is None:
+        return detection.quad, detection.polygon
+    quad = cut_quad(detection.quad, start)
+    return quad, quad.points
+
+
 class Pipeline:
     """Reads photos: detection, rectification and orientation are called once per batch; the recognizer once
     per image (with all of that image's crops), so an image's reading never depends on the other images of a
@@ -144,9 +154,12 @@ class Pipeline:
                 label, latex = None, reading.latex
                 if self.split_labels:
                     label, latex = split_reading_label(strip_sentence_punctuation(reading.latex))
-                if label is None or latex:
+                if label is None:
                     regions.append(Region(detection.quad, detection.polygon, latex, reading.confidence,
-                                          detection.kind, label))
+                                          detection.kind))
+                elif latex:  # the region covered the label too: it now starts after the label's space
+                    quad, polygon = _after_label(image, detection)
+                    regions.append(Region(quad, polygon, latex, reading.confidence, detection.kind, label))
             height, width = image.shape[:2]
             pages.append(Page(width, height, page.orientation, tuple(regions), clock.per_image(len(images))))
         return pages

@@ -21,6 +21,8 @@ const SCALE = f(1 / (255 * STD));
 export const ORIENTATIONS = [0, 90, 180, 270];
 export const RECTIFY_HEIGHT = 64; // pipeline.rectify's target_height
 export const DESKEW = { maxDegrees: 6, minDegrees: 1.5, step: 1 }; // orient.DeskewOrienter's defaults
+// susik.runtime.label_gap's constants
+const LABEL_GAP = { inkUnderPaper: 0.7, minInkPixels: 2, minGap: 0.25, maxLabel: 0.5, labelHeights: 1.5 };
 
 // --- the detector's input ---------------------------------------------------------------------------------
 
@@ -843,6 +845,38 @@ function gray(image) {
     out[i] = (image.data[p] * 4899 + image.data[p + 1] * 9617 + image.data[p + 2] * 1868 + 8192) >> 14;
   }
   return out;
+}
+
+// label_gap.label_end: where the formula after a problem label starts in an upright crop, as a fraction of its
+// width (inside the first word-wide blank run after the first ink, when the label before it is short), or null.
+export function labelEnd(crop) {
+  const { width, height } = crop;
+  const values = gray(crop);
+  const histogram = new Uint32Array(256);
+  for (const value of values) histogram[value]++;
+  let paper = 0;
+  for (let seen = 0; paper < 256; paper++) {
+    seen += histogram[paper];
+    if (seen > Math.floor(values.length / 2)) break;
+  }
+  const columns = [];
+  for (let x = 0; x < width; x++) {
+    let ink = 0;
+    for (let y = 0; y < height; y++) ink += values[y * width + x] < LABEL_GAP.inkUnderPaper * paper ? 1 : 0;
+    if (ink >= LABEL_GAP.minInkPixels) columns.push(x);
+  }
+  const gap = columns.findIndex((x, i) => i + 1 < columns.length
+    && columns[i + 1] - x - 1 >= Math.max(2, LABEL_GAP.minGap * height));
+  if (gap < 0) return null;
+  const left = columns[gap], right = columns[gap + 1];
+  if (left + 1 > LABEL_GAP.maxLabel * width || left + 1 - columns[0] > LABEL_GAP.labelHeights * height) return null;
+  return (right - (right - left) / 4) / width;
+}
+
+// label_gap.cut_quad: the part of a quad (clockwise from its top-left) from `start` (a share of its width) on.
+export function cutQuad([topLeft, topRight, bottomRight, bottomLeft], start) {
+  const along = (a, b) => [a[0] + start * (b[0] - a[0]), a[1] + start * (b[1] - a[1])];
+  return [along(topLeft, topRight), topRight, bottomRight, along(bottomLeft, bottomRight)];
 }
 
 // orient.DeskewOrienter on one upright crop: turned by its residual skew when that is at least minDegrees.

@@ -204,8 +204,15 @@ export async function readPage(blob) {
     // the sentence's punctuation after it goes
     const [label, latex] = core.splitReadingLabel(core.stripSentencePunctuation(reading.latex));
     if (label !== null && !latex) continue;
-    regions.push({ quad: detection.quad, polygon: detection.polygon, latex, confidence: reading.confidence,
-      kind: detection.kind, label });
+    let { quad, polygon } = detection;
+    if (label !== null) { // as susik.Pipeline: a region read with its label starts after the label's space
+      const start = geometry.labelEnd(geometry.rectify(image, detection.quad));
+      if (start !== null) {
+        quad = geometry.cutQuad(detection.quad, start);
+        polygon = quad;
+      }
+    }
+    regions.push({ quad, polygon, latex, confidence: reading.confidence, kind: detection.kind, label });
   }
   const done = performance.now();
   return {
