@@ -23,6 +23,15 @@ def draw_crop(text: str, scale: float = 1.0, thickness: int = 2, margin: int = 1
     return image
 
 
+def formula_between_sentences() -> np.ndarray:
+    """A photo of `x + 7 = 12` with a sentence above and below it, as a student frames one formula."""
+    photo = np.full((300, 700), 235, np.uint8)
+    for text, y, scale in (("Solve the equation below.", 60, 1.0), ("x + 7 = 12", 160, 1.6),
+                           ("Then check your answer.", 260, 1.0)):
+        cv2.putText(photo, text, (40, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 30, 2, cv2.LINE_AA)
+    return photo
+
+
 def random_text(rng: np.random.Generator, low: int = 1, high: int = 8) -> str:
     return "".join(rng.choice(ALPHABET, int(rng.integers(low, high + 1))))
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from recognizer_helpers import formula_between_sentences
 
 from susik.one_formula import OneFormulaReader, central_region
 from susik.results import Page, Quad, Region
@@ -83,11 +84,7 @@ def test_the_servers_crop_mode_finds_the_formula_in_a_photo_of_it(tmp_path):
 
     from susik.serve import Settings, create_app
 
-    photo = np.full((300, 700), 235, np.uint8)
-    for text, y, scale in (("Solve the equation below.", 60, 1.0), ("x + 7 = 12", 160, 1.6),
-                           ("Then check your answer.", 260, 1.0)):
-        cv2.putText(photo, text, (40, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 30, 2, cv2.LINE_AA)
-    png = cv2.imencode(".png", photo)[1].tobytes()
+    png = cv2.imencode(".png", formula_between_sentences())[1].tobytes()
     with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
         answer = client.post("/v1/recognize", files={"file": ("p.png", png)}, data={"mode": "crop"}).json()
     (region,) = answer["regions"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from recognizer_helpers import draw_crop, random_text, write_crop_manifest
+from recognizer_helpers import draw_crop, formula_between_sentences, random_text, write_crop_manifest
 from typer.testing import CliRunner
 
 from susik.cli import app
@@ -210,10 +210,7 @@ def test_train_and_export_fail_with_one_line_on_bad_input(tmp_path):
 def test_photo_reads_the_formula_between_lines_of_text(tmp_path):
     """The bundled models: a formula photographed with a sentence above and below, read whole, is squeezed into
     one line and misread; `--photo` finds it and reads it (susik.one_formula). A tight crop reads as before."""
-    photo = np.full((300, 700), 235, np.uint8)
-    for text, y, scale in (("Solve the equation below.", 60, 1.0), ("x + 7 = 12", 160, 1.6),
-                           ("Then check your answer.", 260, 1.0)):
-        cv2.putText(photo, text, (40, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 30, 2, cv2.LINE_AA)
+    photo = formula_between_sentences()
     paths = [tmp_path / "photo.png", tmp_path / "crop.png", tmp_path / "garbage.png"]
     cv2.imwrite(str(paths[0]), photo)
     cv2.imwrite(str(paths[1]), draw_crop("x+7=12", 2.0))

@@ -11,6 +11,7 @@ better. Measured in `benchmarks/bench_closeups.py` (filling the frame) and the m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -71,5 +72,5 @@ class OneFormulaReader:
         if pick is not None:
             region = found.regions[pick]
             if not whole.regions or region.confidence > whole.regions[0].confidence + self.prefer_found_by:
-                return Page(whole.width, whole.height, found.orientation, (region,), timings)
-        return Page(whole.width, whole.height, whole.orientation, whole.regions, timings)
+                return replace(whole, orientation=found.orientation, regions=(region,), timings_ms=timings)
+        return replace(whole, timings_ms=timings)
