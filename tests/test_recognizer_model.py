@@ -23,6 +23,7 @@ from susik.models.train_recognizer import (
     load_checkpoint,
     load_config,
     model_from_checkpoint,
+    uses_bf16,
 )
 from susik.runtime.preprocess import pad_batch, preprocess
 
@@ -231,6 +232,22 @@ def test_fit_learns_checkpoints_and_resumes(tmp_path):
     # The record names the command that started the run, not the --resume that finished it.
     assert load_checkpoint(resumed.last)["command"] == "susik train recognizer --init stage1.pt"
     assert load_checkpoint(resumed.last)["scheduler"]["last_epoch"] == 18
+
+
+@pytest.mark.parametrize("precision, device, amx, expected", [
+    ("fp32", "cuda", True, False), ("bf16", "cpu", False, True), ("auto", "cuda", False, True),
+    ("auto", "cpu", True, True), ("auto", "cpu", False, False),
+])
+def test_bf16_autocast_where_it_pays(monkeypatch, precision, device, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert uses_bf16(precision, torch.device(device)) is expected
+
+
+def test_bf16_training_learns_and_keeps_fp32_weights(tmp_path):
+    result = fit(_tiny_train_config(precision="bf16"), _source, [], vocab(), tmp_path / "run", log=lambda _: None)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    weights = load_checkpoint(result.last)["model"]
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())
 
 
 def test_keep_epochs_leaves_each_evaluations_weights_for_averaging(tmp_path):
