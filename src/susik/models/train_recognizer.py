@@ -64,6 +64,9 @@ class DataConfig(BaseModel):
     vocab: Path | None = Field(None, description="a vocab.json; left out: built from all manifests' labels")
 
 
+Precision = Literal["auto", "fp32", "bf16"]
+
+
 class TrainConfig(BaseModel):
     """One training run. YAML is only its serialisation; unknown keys are errors."""
 
@@ -82,7 +85,7 @@ class TrainConfig(BaseModel):
         "descheduled peer made 2 threads 2-6x slower than 1 on the shared 2-core machine"
     )
     device: str = Field("cpu", description="cpu, or cuda on an accelerator")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
+    precision: Precision = Field(
         "auto", description="bf16 autocast of the forward pass (weights and optimiser stay fp32); auto: on cuda, "
         "and on a CPU with AMX tiles (a training step of the default model at batch 32, 2 threads: 0.41 s fp32, "
         "0.235 s bf16); fp32 elsewhere, where bf16 is emulated and slower"
@@ -239,7 +242,7 @@ def loss_fn(
     return teacher.loss(loss, logits, batch.images, batch.widths, batch.tokens, pad_id)
 
 
-def uses_bf16(precision: str, device: torch.device) -> bool:
+def uses_bf16(precision: Precision, device: torch.device) -> bool:
     """Whether a run of `precision` autocasts to bf16 on `device` (see `TrainConfig.precision`)."""
     if precision != "auto":
         return precision == "bf16"
